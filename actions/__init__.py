@@ -1,0 +1,1 @@
+"""Action declarations: one module per action type (see DESIGN.md)."""

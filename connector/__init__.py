@@ -1,0 +1,1 @@
+"""finetuning-connector: an automation connector for AI music generation."""

@@ -1,0 +1,1 @@
+"""Trigger declarations: one module per trigger type (see DESIGN.md)."""
