@@ -1,0 +1,29 @@
+"""The connector's version and User-Agent, read from the installed package metadata.
+
+pyproject.toml and manifest.json carry the same version (tests/test_manifest.py
+keeps them equal), so the metadata is the manifest's version.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+
+DISTRIBUTION = "finetuning-connector"
+MANIFEST_PATH = Path(__file__).resolve().parent.parent / "manifest.json"
+
+
+def _version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        # Running from a source tree that was never installed: ask the manifest.
+        try:
+            return str(json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))["version"])
+        except (OSError, ValueError, KeyError):
+            return "0+unknown"
+
+
+__version__ = _version()
+USER_AGENT = f"finetuning-connector/{__version__} (+https://github.com/finetuning-connector)"
