@@ -8,11 +8,16 @@ fix, give aioresponses a response class that supplies the argument.
 from __future__ import annotations
 
 import inspect
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioresponses.core
+import pytest
 from aiohttp import ClientResponse
+
+if TYPE_CHECKING:
+    from connector.sandbox import SandboxHandle
 
 
 def _install_aioresponses_shim() -> None:
@@ -29,3 +34,18 @@ def _install_aioresponses_shim() -> None:
 
 
 _install_aioresponses_shim()
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxHandle]:
+    """A running Finetuning.ai + TemPolor sandbox on a free loopback port, near-zero delays.
+
+    Yields a `SandboxHandle`: `.url`, `.api_key`, `.api_keys`, `.tempolor_url`,
+    `.tempolor_token` and `.sandbox` (ground truth and driving). Modules that
+    need other settings define their own `sandbox` fixture, which wins.
+    """
+    from connector.sandbox import SandboxConfig, run_sandbox
+
+    config = SandboxConfig(pending_delay=0.01, processing_delay=0.05)
+    async with run_sandbox(config) as handle:
+        yield handle

@@ -79,9 +79,7 @@ class SandboxConfig:
         default_factory=lambda: [
             AccountConfig(name="Demo User", email="demo@sandbox.local"),
             AccountConfig(name="Second User", email="second@sandbox.local"),
-            AccountConfig(
-                name="Free User", email="free@sandbox.local", tier="free", seed_tracks=1
-            ),
+            AccountConfig(name="Free User", email="free@sandbox.local", tier="free", seed_tracks=1),
         ]
     )
     faults: list[FaultRule] = field(default_factory=list)
