@@ -200,7 +200,10 @@ class FinetuningClient:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             if not self._owns_session:
-                raise FinetuningConnectionError("the session passed to the client is closed")
+                # Not a connection error: retrying cannot help.
+                raise FinetuningError(
+                    "the session passed to the client is closed", code="SESSION_CLOSED"
+                )
             self._session = aiohttp.ClientSession()
         return self._session
 
@@ -325,7 +328,7 @@ class FinetuningClient:
             payload = None
         if 200 <= status < 300:
             if not isinstance(payload, dict) or "data" not in payload:
-                snippet = self._redact(raw[:120].decode("utf-8", "replace"))
+                snippet = self._redact(raw.decode("utf-8", "replace"))[:120]
                 raise UnexpectedResponseError(
                     f"HTTP {status} without the documented {{'data': ...}} envelope "
                     f"({content_type or 'no content type'}): {snippet!r}",
@@ -340,7 +343,7 @@ class FinetuningClient:
             body_retry = error.get("retryAfter")
         else:
             code, details, body_retry = None, None, None
-            text = self._redact(raw[:200].decode("utf-8", "replace").strip())
+            text = self._redact(raw.decode("utf-8", "replace")).strip()[:200]
             message = f"HTTP {status} with a non-JSON answer" + (f": {text}" if text else "")
         retry_after = _retry_after(retry_after_header, body_retry)
         if status == 429 and retry_after is not None:

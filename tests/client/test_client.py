@@ -29,6 +29,7 @@ from connector.exceptions import (
     AddFailedError,
     AmbiguousPlaylistError,
     FinetuningConnectionError,
+    FinetuningError,
     GenerationTimeoutError,
     InvalidApiKeyError,
     NotFoundError,
@@ -240,16 +241,19 @@ async def test_client_that_sent_nothing_makes_no_session(
     assert made_sessions == []
 
 
-async def test_closed_passed_session_is_a_connection_error_and_not_replaced(
+async def test_closed_passed_session_fails_at_once_and_is_not_replaced(
     mocked: aioresponses, clock: FakeClock
 ) -> None:
     session = aiohttp.ClientSession()
     await session.close()
     api = FinetuningClient(API_KEY, session=session, clock=clock, sleep=clock.sleep)
 
-    with pytest.raises(FinetuningConnectionError, match="closed"):
+    with pytest.raises(FinetuningError, match="closed") as caught:
         await api.get_account()
 
+    assert caught.value.code == "SESSION_CLOSED"
+    assert not isinstance(caught.value, FinetuningConnectionError)  # not retried
+    assert clock.sleeps == []
     assert request_count(mocked) == 0
 
 
