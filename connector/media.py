@@ -1,0 +1,1048 @@
+"""Deliver a finished track into a media library (Jellyfin, Plex, Navidrome, ...).
+
+    result = await download_track(generation, "/srv/music", also_write=("json",))
+    print(result.path)  # /srv/music/Finetuning/2025-01-15/Rainy Window.mp3
+
+What `download_track` guarantees:
+
+* **Safe paths.** The path comes from `path_template`; every component built
+  from data is sanitised (`sanitize_component`) and the final path must resolve
+  inside the library, symlinks included, or nothing is written.
+* **Nothing half-written.** The audio streams into a hidden temporary file in
+  the target folder (".ft-….part"), is checked (size, content type, MP3
+  frames), fsynced, tagged, then moved into place with one atomic
+  `os.replace`. Any failure or cancellation before that move deletes the
+  temporary file.
+* **No duplicates.** Every file carries its generation id in an ID3
+  `TXXX:FINETUNING_ID` frame. Before downloading, the `.mp3` files of the
+  target folder are scanned for that id (tags only: a few KB per file), so a
+  track already there is recognised even if its title, and so its file name,
+  changed since. The scan is repeated just before the move, under a
+  per-folder lock, so two concurrent downloads of one track in this process
+  keep one file. A different track with the same title gets "Title (2).mp3".
+
+Decision: the folder scan replaces an index file. An index can go stale when
+users rename, move or delete files with their media manager; the tags travel
+with the files. The cost is one small read per file of the album folder, and
+the limit is that a track filed under another album folder is not seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import string
+import tempfile
+import threading
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import mutagen.id3
+import mutagen.mp3
+from mutagen import MutagenError
+from mutagen.id3 import ID3NoHeaderError
+from yarl import URL
+
+from .exceptions import FinetuningError
+from .models import Generation
+from .version import USER_AGENT
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_PATH_TEMPLATE = "{library}/Finetuning/{album}/{title}.mp3"
+DEFAULT_ARTIST = "Finetuning.ai"
+DEFAULT_MAX_BYTES = 50 * 2**20
+
+TEMPLATE_FIELDS: tuple[str, ...] = (
+    "library",
+    "album",
+    "title",
+    "id",
+    "provider",
+    "date",
+    "year",
+    "bpm",
+    "key",
+)
+"""The fields `path_template` may use."""
+
+SIDECARS: tuple[str, ...] = ("json", "lrc")
+"""The sidecar files `also_write` may ask for."""
+
+ID_TAG = "FINETUNING_ID"
+PROVIDER_TAG = "FINETUNING_PROVIDER"
+
+COMPONENT_MAX_BYTES = 120
+"""Longest path component built from data, in UTF-8 bytes (file systems allow 255)."""
+
+UNTITLED = "Untitled"
+UNDATED = "Undated"  # the default album of a track with no date at all
+
+_CHUNK = 64 * 1024
+_WRITE_BUFFER = 1024 * 1024  # bytes gathered before one write in a worker thread
+_MAX_CLASHES = 999
+_GENRES_MAX = 3
+_GENRE_MAX_CHARS = 40
+_TITLE_FROM_PROMPT_CHARS = 100
+
+# Windows refuses these as a file's name, whatever the extension (CON, con.txt, ...).
+_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"{stem}{n}" for stem in ("COM", "LPT") for n in (*"0123456789", "¹", "²", "³")]
+)
+# Characters Windows (and SMB shares mounted by Jellyfin/Plex hosts) refuse in names.
+_FORBIDDEN = frozenset('<>:"/\\|?*')
+# Bidirectional overrides let "evil\u202egpj.mp3" display as "evil3pm.jpg": drop them.
+_BIDI_CONTROLS = frozenset(
+    "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c"
+)
+_ZWJ = "\u200d"
+
+# ID3 USLT/COMM want an ISO 639-2 code; the API speaks ISO 639-1.
+_LANGUAGES_639_2 = {
+    "en": "eng",
+    "ja": "jpn",
+    "de": "deu",
+    "fr": "fra",
+    "es": "spa",
+    "zh": "zho",
+    "ko": "kor",
+    "pt": "por",
+    "it": "ita",
+    "ru": "rus",
+}
+
+_LRC_TIME = re.compile(r"^\[\d{1,3}:\d{2}([.:]\d{1,3})?\]")
+_KEY_PATTERN = re.compile(r"^([A-Ga-g])([#♯b♭]?)$")
+
+_DIR_LOCKS: dict[str, threading.Lock] = {}
+_DIR_LOCKS_GUARD = threading.Lock()
+
+_T = TypeVar("_T")
+
+# mutagen has no annotations: its classes are reached through Any so that
+# strict mypy checks this module without `type: ignore` on every frame.
+_id3: Any = mutagen.id3
+_mp3: Any = mutagen.mp3
+
+ProgressCallback = Callable[[int, int | None], None]
+
+
+class DownloadError(FinetuningError):
+    """A track could not be delivered into the library; nothing was left behind.
+
+    `url` is the audio URL without its query string (signed links carry
+    tokens there) and `path` the folder or file concerned, when known.
+    """
+
+    default_code = "DOWNLOAD_FAILED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        path: Path | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.url = url
+        self.path = path
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """Where a track landed.
+
+    `bytes` is the size of the file at `path` (tags included);
+    `already_present` says the library already held this generation (nothing
+    was downloaded); `sidecars` lists the sidecar files written.
+    """
+
+    path: Path
+    bytes: int
+    already_present: bool
+    sidecars: tuple[Path, ...]
+    generation_id: str
+
+
+# -- names -----------------------------------------------------------------------------
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    """`text` shortened to at most `limit` UTF-8 bytes without splitting a character.
+
+    Python has no grapheme segmentation, so this approximates it: the cut never
+    leaves a dangling zero-width joiner, never separates a base character from
+    its combining marks, variation selector or skin-tone modifier, and never
+    splits a flag's pair of regional indicators.
+    """
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    end = 0
+    used = 0
+    for char in text:
+        size = len(char.encode("utf-8", "surrogatepass"))
+        if used + size > limit:
+            break
+        used += size
+        end += 1
+    while end > 0 and (_extends(text[end]) or text[end - 1] == _ZWJ):
+        end -= 1
+    # Regional indicators pair up into flags: keep an even run before the cut.
+    run = 0
+    while run < end and _is_regional_indicator(text[end - 1 - run]):
+        run += 1
+    if run % 2 and _is_regional_indicator(text[end]):
+        end -= 1
+    return text[:end]
+
+
+def _extends(char: str) -> bool:
+    """Whether `char` belongs to the cluster of the character before it."""
+    code = ord(char)
+    return (
+        char == _ZWJ
+        or unicodedata.category(char) in ("Mn", "Me", "Mc")
+        or 0xFE00 <= code <= 0xFE0F  # variation selectors
+        or 0x1F3FB <= code <= 0x1F3FF  # skin-tone modifiers
+        or 0xE0020 <= code <= 0xE007F  # emoji tag sequences (subdivision flags)
+    )
+
+
+def _is_regional_indicator(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def sanitize_component(value: str, *, max_bytes: int = COMPONENT_MAX_BYTES) -> str:
+    """Make `value` safe as ONE path component on Linux, macOS and Windows shares.
+
+    Control characters (NUL included) and bidirectional overrides go, path
+    separators and the characters Windows refuses become "_", whitespace runs
+    collapse, leading dots (hidden files; ".", "..") and trailing dots and
+    spaces (Windows strips them) are removed, reserved device names (CON,
+    com1.txt, ...) get a "_" prefix, and the result is cut to `max_bytes` of
+    UTF-8 without splitting a character. Emoji and other scripts are kept.
+    An empty result is "Untitled".
+    """
+    text = unicodedata.normalize("NFC", value)
+    chars: list[str] = []
+    for char in text:
+        category = unicodedata.category(char)
+        if char in _BIDI_CONTROLS:
+            continue
+        if category in ("Cc", "Zl", "Zp"):
+            chars.append(" ")
+        elif char in _FORBIDDEN or category == "Cs":
+            chars.append("_")
+        else:
+            chars.append(char)
+    text = " ".join("".join(chars).split()).strip(". ")
+    # One byte is kept free for the "_" that a reserved name gets.
+    text = _cut_utf8(text, max_bytes - 1).rstrip(". ")
+    if text.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        text = "_" + text
+    return text or UNTITLED
+
+
+class _TemplateFormatter(string.Formatter):
+    """`str.format` restricted to the documented fields: no attributes, no indexes."""
+
+    def get_field(self, field_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if not field_name or any(mark in field_name for mark in ".["):
+            raise ValueError(_unknown_field(field_name))
+        return self.get_value(field_name, args, kwargs), field_name
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if not isinstance(key, str) or key not in TEMPLATE_FIELDS:
+            raise ValueError(_unknown_field(str(key)))
+        return kwargs[key]
+
+
+def _unknown_field(name: str) -> str:
+    allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+    return f"path_template: unknown field {{{name}}}; allowed fields are {allowed}"
+
+
+_FORMATTER = _TemplateFormatter()
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    """A checked path template: folder components and the file's stem, all unformatted."""
+
+    folders: tuple[str, ...]
+    stem: str
+
+
+def parse_template(template: str) -> PathTemplate:
+    """Check `template` and split it into path components (raises ValueError).
+
+    The template's own "/" (or "\\") separate components; a value can never add
+    one, because each component is formatted and sanitised on its own. It may
+    start with "{library}/" (the default does) or be relative to the library;
+    "{library}" anywhere else, "..", absolute paths and file names not ending
+    in ".mp3" are refused.
+    """
+    if not isinstance(template, str) or not template.strip():
+        raise ValueError("path_template must be a non-empty string")
+    rest = template
+    if rest.startswith("{library}"):
+        rest = rest.removeprefix("{library}")
+        if rest and rest[0] not in "/\\":
+            raise ValueError("path_template: {library} must be followed by '/'")
+    elif rest[0] in "/\\" or re.match(r"^[A-Za-z]:", rest):
+        raise ValueError(
+            "path_template must start with {library}/ or be relative to the library "
+            f"(got an absolute path: {template!r})"
+        )
+    parts = [part for part in re.split(r"[/\\]", rest) if part not in ("", ".")]
+    if not parts:
+        raise ValueError("path_template names no file")
+    for part in parts:
+        if part == "..":
+            raise ValueError("path_template must not contain '..'")
+        if "{library}" in part:
+            raise ValueError("path_template: {library} may only start the template")
+    # Formatting with placeholders finds unknown fields before anything is fetched.
+    sample = dict.fromkeys(TEMPLATE_FIELDS, "x")
+    for part in parts:
+        _format(part, sample)
+    name = parts[-1]
+    if not name.lower().endswith(".mp3"):
+        raise ValueError(f"path_template must end with a .mp3 file name (got {name!r})")
+    stem = name[: -len(".mp3")]
+    if not stem:
+        raise ValueError("path_template: the file name needs more than '.mp3'")
+    return PathTemplate(folders=tuple(parts[:-1]), stem=stem)
+
+
+def _format(part: str, values: Mapping[str, str]) -> str:
+    try:
+        return _FORMATTER.vformat(part, (), values)
+    except (KeyError, IndexError) as err:  # e.g. a positional "{}" or "{0}"
+        raise ValueError(_unknown_field(str(err).strip("'"))) from None
+
+
+# -- metadata --------------------------------------------------------------------------
+
+
+def _one_line(value: str) -> str:
+    """Text for a single-line tag: controls (NUL splits v2.4 values) become spaces."""
+    cleaned = "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
+    return " ".join(cleaned.split())
+
+
+def _multiline(value: str) -> str:
+    """Text for lyrics and comments: line breaks kept, other controls dropped."""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kept = ["".join(c for c in line if unicodedata.category(c) != "Cc") for line in lines]
+    return "\n".join(line.rstrip() for line in kept).strip("\n")
+
+
+def track_title(generation: Generation) -> str:
+    """The title to show: the generation's title, else its prompt (shortened), else its id."""
+    if generation.title and _one_line(generation.title):
+        return _one_line(generation.title)
+    prompt = _one_line(generation.prompt or "")
+    if prompt:
+        if len(prompt) <= _TITLE_FROM_PROMPT_CHARS:
+            return prompt
+        cut = prompt[:_TITLE_FROM_PROMPT_CHARS].rsplit(" ", 1)[0].rstrip(" ,;")
+        return cut + "…"
+    return generation.id
+
+
+def release_date(generation: Generation) -> date | None:
+    """The track's date: when it completed, else when it was created (UTC)."""
+    moment = generation.completed_at or generation.created_at
+    return moment.date() if moment is not None else None
+
+
+def id3_key(keyscale: str | None) -> str | None:
+    """The ID3 TKEY form of a key: "F# minor" -> "F#m", "C major" -> "C" (None if unreadable).
+
+    TKEY allows at most three characters: a note A-G, an optional "#" or "b",
+    and "m" for minor.
+    """
+    if not keyscale:
+        return None
+    parts = keyscale.split()
+    match = _KEY_PATTERN.match(parts[0]) if parts else None
+    if match is None:
+        return None
+    accidental = {"♯": "#", "♭": "b"}.get(match.group(2), match.group(2))
+    key = match.group(1).upper() + accidental
+    scale = parts[1].lower() if len(parts) > 1 else "major"
+    if scale in ("minor", "min", "m"):
+        return key + "m"
+    return key
+
+
+def genres(prompt: str | None) -> list[str]:
+    """Genres from a prompt: its first short comma-separated phrases, title-cased.
+
+    "lofi chill piano, vinyl crackle" gives ["Lofi Chill Piano", "Vinyl Crackle"].
+    Phrases over 40 characters read as descriptions, not genres, and are
+    skipped; at most three are kept; words keep their inner capitals ("EDM").
+    """
+    found: list[str] = []
+    seen: set[str] = set()
+    for phrase in (prompt or "").split(","):
+        words = _one_line(phrase).split()
+        text = " ".join(words)
+        if not text or len(text) > _GENRE_MAX_CHARS:
+            continue
+        titled = " ".join(
+            "-".join(piece[:1].upper() + piece[1:] for piece in word.split("-")) for word in words
+        )
+        if titled.casefold() not in seen:
+            seen.add(titled.casefold())
+            found.append(titled)
+        if len(found) == _GENRES_MAX:
+            break
+    return found
+
+
+def _template_values(
+    generation: Generation, library: Path, album: str, title: str
+) -> dict[str, str]:
+    day = release_date(generation)
+    parameters = generation.parameters
+    bpm = parameters.bpm if parameters is not None else None
+    return {
+        "library": str(library),
+        "album": album,
+        "title": title,
+        "id": generation.id,
+        "provider": generation.provider,
+        "date": day.isoformat() if day else "",
+        "year": str(day.year) if day else "",
+        "bpm": str(bpm) if bpm is not None else "",
+        "key": id3_key(parameters.keyscale if parameters else None) or "",
+    }
+
+
+def _lyrics_of(generation: Generation, lyrics: str | None) -> str | None:
+    if lyrics is None:
+        # Some payloads (TemPolor, future API versions) carry the lyrics along.
+        extra = (generation.model_extra or {}).get("lyrics")
+        lyrics = extra if isinstance(extra, str) else None
+    if lyrics is None:
+        return None
+    text = _multiline(lyrics)
+    return text or None
+
+
+@dataclass(frozen=True)
+class _Tags:
+    title: str
+    artist: str
+    album_artist: str
+    album: str
+    genres: list[str]
+    date: str | None
+    bpm: str | None
+    key: str | None
+    comment: str | None
+    lyrics: str | None
+    language: str
+    generation_id: str
+    provider: str
+
+
+def _build_tags(tags: _Tags) -> Any:
+    """An ID3v2.4 tag holding everything; written over whatever tag the file had."""
+    id3 = _id3.ID3()
+    utf8 = 3  # ID3v2.4 text encoding 3 = UTF-8
+    id3.add(_id3.TIT2(encoding=utf8, text=[tags.title]))
+    id3.add(_id3.TPE1(encoding=utf8, text=[tags.artist]))
+    id3.add(_id3.TPE2(encoding=utf8, text=[tags.album_artist]))
+    id3.add(_id3.TALB(encoding=utf8, text=[tags.album]))
+    if tags.genres:
+        id3.add(_id3.TCON(encoding=utf8, text=tags.genres))
+    if tags.date:
+        id3.add(_id3.TDRC(encoding=utf8, text=[tags.date]))
+    if tags.bpm:
+        id3.add(_id3.TBPM(encoding=utf8, text=[tags.bpm]))
+    if tags.key:
+        id3.add(_id3.TKEY(encoding=utf8, text=[tags.key]))
+    if tags.comment:
+        id3.add(_id3.COMM(encoding=utf8, lang=tags.language, desc="", text=[tags.comment]))
+    if tags.lyrics:
+        id3.add(_id3.USLT(encoding=utf8, lang=tags.language, desc="", text=tags.lyrics))
+    id3.add(_id3.TXXX(encoding=utf8, desc=ID_TAG, text=[tags.generation_id]))
+    id3.add(_id3.TXXX(encoding=utf8, desc=PROVIDER_TAG, text=[tags.provider]))
+    return id3
+
+
+def read_identity(path: Path) -> tuple[str | None, str | None]:
+    """The (generation id, provider) an MP3's tags carry; (None, None) when untagged."""
+    try:
+        id3 = _id3.ID3(path)
+    except (ID3NoHeaderError, MutagenError, OSError):
+        return None, None
+
+    def first(desc: str) -> str | None:
+        frame = id3.get(f"TXXX:{desc}")
+        if frame is None or not frame.text:
+            return None
+        return str(frame.text[0])
+
+    return first(ID_TAG), first(PROVIDER_TAG)
+
+
+def _is_same_track(path: Path, generation_id: str, provider: str) -> bool:
+    found_id, found_provider = read_identity(path)
+    # A file tagged before the provider frame existed still counts by its id.
+    return found_id == generation_id and found_provider in (None, provider)
+
+
+# -- file system (run in worker threads) ------------------------------------------------
+
+
+def _lock_for(directory: Path) -> threading.Lock:
+    with _DIR_LOCKS_GUARD:
+        return _DIR_LOCKS.setdefault(str(directory), threading.Lock())
+
+
+def _prepare_directory(library: Path, folders: Sequence[str]) -> tuple[Path, list[Path]]:
+    """Create the target folder inside the library.
+
+    Returns the folder (resolved) and the folders this call created, outermost
+    first, so that a failed download can remove them again.
+    """
+    library = library.expanduser()
+    if not library.is_dir():
+        # A missing library is often an unmounted share: writing would fill the mount point.
+        raise DownloadError(f"the library folder {library} does not exist", path=library)
+    root = library.resolve()
+    directory = root.joinpath(*folders)
+    _check_inside(root, directory)
+    created = [
+        folder
+        for folder in (root.joinpath(*folders[:depth]) for depth in range(1, len(folders) + 1))
+        if not os.path.lexists(folder)
+    ]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DownloadError(f"cannot create {directory}: {err}", path=directory) from err
+    # Checked again once it exists: a symlink may have been planted meanwhile.
+    _check_inside(root, directory)
+    return directory, created
+
+
+def _discard_temp(fd: int, path: Path, created: Sequence[Path]) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    _unlink_quietly(path)
+    _remove_empty(created)
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove folders a failed download created, innermost first, if still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty: another download is using it, or a user put something there
+
+
+def _check_inside(root: Path, path: Path) -> None:
+    resolved = path.resolve()
+    if resolved != root and not resolved.is_relative_to(root):
+        raise DownloadError(
+            f"refusing to write to {path}: it resolves to {resolved}, outside the library {root}",
+            path=path,
+        )
+
+
+def _find_existing(directory: Path, generation_id: str, provider: str) -> Path | None:
+    """The MP3 of this folder already holding the generation, if any."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return None
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or not name.lower().endswith(".mp3"):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+        except OSError:
+            continue
+        path = Path(entry.path)
+        if _is_same_track(path, generation_id, provider):
+            return path
+    return None
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename durable on POSIX; Windows cannot open a folder this way.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        _LOGGER.warning("could not remove the temporary file %s", path)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file, fsync and one rename."""
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".ft-", suffix=".part")
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _finish_audio(temp: Path, tags: _Tags, *, url: str) -> None:
+    """Check the downloaded file is a playable MP3, then tag it and fsync it."""
+    try:
+        audio = _mp3.MP3(temp)
+    except (MutagenError, OSError) as err:
+        raise DownloadError(f"{url} did not send a playable MP3: {err}", url=url) from err
+    if not audio.info.length or audio.info.length <= 0:
+        raise DownloadError(f"{url} sent an MP3 with no audio frames", url=url)
+    try:
+        # v1=0 drops any ID3v1 tag too: it cannot hold Unicode and would disagree.
+        _build_tags(tags).save(temp, v1=0, v2_version=4)
+        with temp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+    except (MutagenError, OSError) as err:
+        raise DownloadError(f"cannot write tags to {temp}: {err}", path=temp) from err
+
+
+def _place(
+    temp: Path, directory: Path, stem: str, generation_id: str, provider: str
+) -> tuple[Path, bool]:
+    """Move `temp` to a free name in `directory`; (path, already_present)."""
+    with _lock_for(directory):
+        # Another download of the same track may have finished while this one ran.
+        existing = _find_existing(directory, generation_id, provider)
+        if existing is not None:
+            _unlink_quietly(temp)
+            return existing, True
+        for number in range(1, _MAX_CLASHES + 1):
+            name = f"{stem}.mp3" if number == 1 else f"{stem} ({number}).mp3"
+            target = directory / name
+            # lexists: a dangling symlink is someone's file too, never write through it.
+            if not os.path.lexists(target):
+                os.replace(temp, target)
+                _fsync_directory(directory)
+                return target, False
+    raise DownloadError(
+        f"{_MAX_CLASHES} files named {stem!r} already exist in {directory}", path=directory
+    )
+
+
+# -- sidecars --------------------------------------------------------------------------
+
+
+def _lrc(lyrics: str, tags: _Tags, duration: float | None) -> str:
+    lines = [f"[ti:{tags.title}]", f"[ar:{tags.artist}]", f"[al:{tags.album}]"]
+    if duration:
+        minutes, seconds = divmod(round(duration), 60)
+        lines.append(f"[length:{minutes:02d}:{seconds:02d}]")
+    body = lyrics.split("\n")
+    if not any(_LRC_TIME.match(line) for line in body):
+        # Plain lyrics: one timestamp on the first line, so players that need one
+        # show the text from the start. Already timed lyrics are kept as they are.
+        body[0] = "[00:00.00]" + body[0]
+    return "\n".join(lines + body) + "\n"
+
+
+def _write_sidecars(
+    audio_path: Path,
+    kinds: Sequence[str],
+    generation: Generation,
+    tags: _Tags,
+) -> tuple[Path, ...]:
+    written: list[Path] = []
+    for kind in kinds:
+        target = audio_path.with_name(audio_path.stem + "." + kind)
+        if kind == "json":
+            document = {
+                **generation.to_wire(),
+                "provider": generation.provider,
+                "file": audio_path.name,
+            }
+            data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+        elif tags.lyrics:
+            data = _lrc(tags.lyrics, tags, generation.duration).encode("utf-8")
+        else:
+            continue  # "lrc" without lyrics: nothing to write
+        try:
+            _write_atomically(target, data)
+        except OSError as err:
+            raise DownloadError(
+                f"{audio_path} is in place, but its {kind} sidecar could not be written: {err}",
+                path=target,
+            ) from err
+        written.append(target)
+    return tuple(written)
+
+
+# -- the download ----------------------------------------------------------------------
+
+
+async def _in_thread(func: Callable[[], _T], *, undo: Callable[[_T], None] | None = None) -> _T:
+    """Run blocking file work off the event loop.
+
+    A thread cannot be interrupted, so on cancellation this waits for it to
+    finish, hands what it made to `undo` (a temporary file to delete, say),
+    then re-raises: cleanup never races a write still running.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(func))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                continue
+        if not task.cancelled() and task.exception() is None and undo is not None:
+            undo(task.result())
+        raise
+
+
+def _display_url(url: str) -> str:
+    """The URL without query or fragment: signed links carry their tokens there."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "(invalid URL)"
+    return str(parsed.with_query(None).with_fragment(None))
+
+
+def _looks_like_mp3(head: bytes) -> bool:
+    """An ID3v2 tag or an MPEG audio frame sync (11 set bits) at the start."""
+    if head.startswith(b"ID3"):
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+
+
+def _content_type_ok(content_type: str) -> bool:
+    return content_type.startswith("audio/") or content_type in (
+        "application/octet-stream",
+        "binary/octet-stream",
+    )
+
+
+class _TempWriter:
+    """Buffered writes to the temporary file, each flush in a worker thread."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._handle = os.fdopen(fd, "wb")
+        self._buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= _WRITE_BUFFER:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._buffer:
+            chunk = bytes(self._buffer)
+            self._buffer.clear()
+            await _in_thread(lambda: self._handle.write(chunk))
+
+    async def commit(self) -> None:
+        await self.flush()
+        await _in_thread(self._sync_and_close)
+
+    def _sync_and_close(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._handle.close()
+        _unlink_quietly(self.path)
+
+
+async def _stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    writer: _TempWriter,
+    *,
+    max_bytes: int,
+    timeout: float,
+    on_progress: ProgressCallback | None,
+) -> int:
+    """Stream the audio at `url` into `writer`; the number of bytes received."""
+    shown = _display_url(url)
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "audio/mpeg, audio/*;q=0.9, application/octet-stream;q=0.5",
+        # No transfer compression: Content-Length then counts the bytes that arrive.
+        "Accept-Encoding": "identity",
+    }
+    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 30.0))
+    received = 0
+    try:
+        async with session.get(url, headers=headers, timeout=client_timeout) as response:
+            if not 200 <= response.status < 300:
+                raise DownloadError(
+                    f"GET {shown} answered HTTP {response.status} {response.reason or ''}".rstrip(),
+                    url=shown,
+                    status=response.status,
+                )
+            content_type = response.content_type.lower()
+            if not _content_type_ok(content_type):
+                raise DownloadError(
+                    f"GET {shown} sent {content_type!r}, not audio (expected audio/mpeg)",
+                    url=shown,
+                    status=response.status,
+                )
+            total = response.content_length
+            if total is not None and total > max_bytes:
+                raise DownloadError(
+                    f"GET {shown} announces {total} bytes, over the limit of {max_bytes}",
+                    url=shown,
+                    status=response.status,
+                )
+            head = b""
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise DownloadError(
+                        f"GET {shown} sent more than the limit of {max_bytes} bytes",
+                        url=shown,
+                        status=response.status,
+                    )
+                if len(head) < 4:
+                    head += chunk[: 4 - len(head)]
+                    if len(head) >= 4 and not _looks_like_mp3(head):
+                        raise DownloadError(
+                            f"GET {shown} sent {content_type!r} that is not MP3 audio",
+                            url=shown,
+                            status=response.status,
+                        )
+                await writer.write(chunk)
+                if on_progress is not None:
+                    on_progress(received, total)
+            if not _looks_like_mp3(head):
+                raise DownloadError(
+                    f"GET {shown} sent {received} bytes that are not MP3 audio", url=shown
+                )
+            if total is not None and received != total:
+                raise DownloadError(
+                    f"GET {shown} ended after {received} of {total} bytes", url=shown
+                )
+    except TimeoutError as err:
+        raise DownloadError(
+            f"GET {shown} did not finish within {timeout:g} s ({received} bytes received)",
+            url=shown,
+        ) from err
+    except aiohttp.ClientPayloadError as err:
+        raise DownloadError(
+            f"GET {shown} broke off after {received} bytes: {err}", url=shown
+        ) from err
+    except aiohttp.ClientError as err:
+        raise DownloadError(
+            f"GET {shown} failed after {received} bytes: {type(err).__name__}: {err}", url=shown
+        ) from err
+    return received
+
+
+def _check_arguments(also_write: Sequence[str], max_bytes: int, timeout: float) -> list[str]:
+    if isinstance(also_write, str):
+        also_write = (also_write,)
+    kinds: list[str] = []
+    for kind in also_write:
+        if kind not in SIDECARS:
+            raise ValueError(
+                f"also_write: unknown sidecar {kind!r}; allowed: {', '.join(SIDECARS)}"
+            )
+        if kind not in kinds:
+            kinds.append(kind)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise ValueError(f"max_bytes must be a positive integer (got {max_bytes!r})")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive (got {timeout!r})")
+    return kinds
+
+
+async def download_track(
+    generation: Generation,
+    library: Path | str,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    path_template: str = DEFAULT_PATH_TEMPLATE,
+    album: str | None = None,
+    artist: str = DEFAULT_ARTIST,
+    album_artist: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    also_write: Sequence[str] = (),
+    lyrics: str | None = None,
+    audio_url: str | None = None,
+    timeout: float = 300.0,
+    on_progress: ProgressCallback | None = None,
+) -> DownloadResult:
+    """Download a completed generation's MP3 into `library`, tagged and safely named.
+
+    `path_template` fields: {library}, {album} (default: the completion date,
+    YYYY-MM-DD, or `album` such as a playlist name), {title} (title, else
+    prompt, else id), {id}, {provider}, {date}, {year}, {bpm} and {key} (ID3
+    form, "F#m"); a missing value is empty. `also_write` adds "json" (the
+    generation's metadata) and/or "lrc" (when there are lyrics) next to the
+    file. `on_progress(bytes_so_far, total_or_None)` is called per chunk.
+
+    Returns a `DownloadResult`; when the folder already holds this generation
+    nothing is downloaded and `already_present` is True (requested sidecars
+    are still refreshed). Raises ValueError for a bad template or sidecar name
+    before any network traffic, and `DownloadError` when the download fails,
+    in which case no file and no temporary file are left behind.
+    """
+    kinds = _check_arguments(also_write, max_bytes, timeout)
+    template = parse_template(path_template)
+    url = audio_url or generation.audio_url
+    if not url:
+        raise DownloadError(
+            f"generation {generation.id} has no audio URL (status {generation.status.value})"
+        )
+    try:
+        scheme = URL(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"the audio URL must be http(s) (got {_display_url(url)})")
+    shown = _display_url(url)
+
+    library_path = Path(library)
+    title = track_title(generation)
+    day = release_date(generation)
+    album_name = _one_line(album or "") or (day.isoformat() if day else UNDATED)
+    values = _template_values(generation, library_path, album_name, title)
+    folders = [sanitize_component(_format(part, values)) for part in template.folders]
+    stem = sanitize_component(_format(template.stem, values))
+    language = _LANGUAGES_639_2.get(
+        (generation.parameters.language if generation.parameters else None) or "", "eng"
+    )
+    bpm = generation.parameters.bpm if generation.parameters else None
+    prompt = _multiline(generation.prompt) if generation.prompt else None
+    tags = _Tags(
+        title=title,
+        artist=_one_line(artist) or DEFAULT_ARTIST,
+        album_artist=_one_line(album_artist or "") or _one_line(artist) or DEFAULT_ARTIST,
+        album=album_name,
+        genres=genres(generation.prompt),
+        date=day.isoformat() if day else None,
+        bpm=str(bpm) if bpm is not None else None,
+        key=id3_key(generation.parameters.keyscale if generation.parameters else None),
+        comment=prompt or None,
+        lyrics=_lyrics_of(generation, lyrics),
+        language=language,
+        generation_id=generation.id,
+        provider=generation.provider,
+    )
+
+    directory, created = await _in_thread(
+        lambda: _prepare_directory(library_path, folders),
+        undo=lambda made: _remove_empty(made[1]),
+    )
+    try:
+        existing = await _in_thread(
+            lambda: _find_existing(directory, generation.id, generation.provider)
+        )
+    except asyncio.CancelledError:
+        _remove_empty(created)
+        raise
+    if existing is not None:
+        _LOGGER.debug("generation %s is already in %s", generation.id, existing)
+        return await _result(existing, True, kinds, generation, tags)
+
+    try:
+        # Hidden (".") and marked unfinished (".part") for anyone looking at the folder.
+        fd, temp_name = await _in_thread(
+            lambda: tempfile.mkstemp(suffix=".part", prefix=".ft-", dir=directory),
+            undo=lambda made: _discard_temp(made[0], Path(made[1]), created),
+        )
+    except asyncio.CancelledError:
+        _remove_empty(created)
+        raise
+    except OSError as err:
+        _remove_empty(created)
+        raise DownloadError(f"cannot write in {directory}: {err}", path=directory) from err
+    part = Path(temp_name)
+    writer = _TempWriter(part, fd)
+    owns_session = session is None
+    http = session or aiohttp.ClientSession()
+    try:
+        received = await _stream(
+            http,
+            url,
+            writer,
+            max_bytes=max_bytes,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
+        await writer.commit()
+        await _in_thread(lambda: _finish_audio(part, tags, url=shown))
+        path, already = await _in_thread(
+            lambda: _place(part, directory, stem, generation.id, generation.provider)
+        )
+    except BaseException as err:
+        writer.discard()
+        _remove_empty(created)
+        if isinstance(err, OSError):
+            raise DownloadError(
+                f"writing {shown} into {directory} failed: {err}", url=shown, path=directory
+            ) from err
+        raise
+    finally:
+        if owns_session:
+            await http.close()
+    _LOGGER.debug("generation %s: %d bytes from %s into %s", generation.id, received, shown, path)
+    return await _result(path, already, kinds, generation, tags)
+
+
+async def _result(
+    path: Path,
+    already_present: bool,
+    kinds: Sequence[str],
+    generation: Generation,
+    tags: _Tags,
+) -> DownloadResult:
+    sidecars = await _in_thread(lambda: _write_sidecars(path, kinds, generation, tags))
+    size = (await _in_thread(path.stat)).st_size
+    return DownloadResult(
+        path=path,
+        bytes=size,
+        already_present=already_present,
+        sidecars=sidecars,
+        generation_id=generation.id,
+    )
