@@ -1,10 +1,10 @@
 """`ftconnect demo`: the main job end to end, on the embedded sandbox.
 
-Starts the sandbox in-process (no account, no network, no credits), then
-drives the API the way an automation would: check the account, submit
-generations (one set to fail), follow them to the end, file the finished tracks
-in a playlist by name, try a move the privacy rules refuse, clean up with a
-bulk delete, and show the credits spent.
+Starts the sandbox and the runtime in-process with the automations of
+`examples/demo.yaml` (no account, no network, no credits), submits a few
+generations (one set to fail), prints each trigger as it fires and each
+action's result as it happens, and exits once every generation has been
+handled.
 """
 
 from __future__ import annotations
@@ -12,86 +12,81 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 from .client import FinetuningClient
+from .config import ConfigError, load_config
+from .events import Event
 from .exceptions import FinetuningError
-from .models import Generation, GenerationRequest, GenerationStatus
+from .models import GenerationRequest
+from .runner import watch
+from .runtime import RunRecord, Runtime
 from .sandbox import SandboxConfig, run_sandbox
 
+DEMO_FILE = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 DEMO_REQUESTS = (
     {"tags": "lofi chill piano, vinyl crackle, rainy night", "duration": 30, "bpm": 80},
-    {"tags": "epic orchestral trailer, big drums", "duration": 45, "bpm": 140, "key": "D"},
+    {"tags": "epic orchestral trailer, big drums", "duration": 15, "bpm": 140, "key": "D"},
     # The sandbox fails every generation whose tags carry its fail marker.
     {"tags": "glitchy ambient #fail", "duration": 20},
 )
+TIMEOUT = 60.0
 
 
 def _say(message: str) -> None:
     print(message, flush=True)
 
 
-async def run_demo(*, seed: int = 1) -> int:
+async def run_demo(*, seed: int = 1, config_file: Path = DEMO_FILE) -> int:
     """Run the demo; returns the process exit code."""
     started = time.monotonic()
-    config = SandboxConfig(seed=seed, pending_delay=0.3, processing_delay=1.5)
-    async with run_sandbox(config) as sandbox:
+    try:
+        config = load_config(config_file)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    config = replace(config, poll=replace(config.poll, active_interval=0.3, idle_interval=2.0))
+    sandbox_config = SandboxConfig(seed=seed, pending_delay=0.2, processing_delay=1.0)
+    async with run_sandbox(sandbox_config) as sandbox:
         _say(f"sandbox: Finetuning.ai stand-in on {sandbox.url} (no account, no credits spent)")
         async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
+            runtime = Runtime(config, client)
+            fired: list[Event] = []
+            finished: list[RunRecord] = []
+            watch(runtime, sys.stdout)
+            everything_fired = asyncio.Event()
+            expected = len(DEMO_REQUESTS) + 1  # lofi_reprise generates one more track
+
+            def on_event(event: Event) -> None:
+                fired.append(event)
+                if len(fired) >= expected:
+                    everything_fired.set()
+
+            runtime.event_listeners.append(on_event)
+            runtime.run_listeners.append(finished.append)
             try:
-                await _tour(client)
-            except FinetuningError as err:
-                print(f"demo: failed: {err}", file=sys.stderr)
+                account = await client.get_account()
+                _say(f"account: {account.name}, {account.limits.total_remaining} credits")
+                await runtime.start()
+                _say(f"runtime: {len(config.automations)} automations from {config_file.name}")
+                for fields in DEMO_REQUESTS:
+                    generation = await client.create_generation(GenerationRequest(**fields))
+                    runtime.note_submission(generation)
+                    _say(f"submitted {generation.id}: {generation.prompt!r}")
+                async with asyncio.timeout(TIMEOUT):
+                    await everything_fired.wait()
+                await runtime.idle()
+            except (FinetuningError, TimeoutError) as err:
+                print(f"demo: failed: {err or 'timed out'}", file=sys.stderr)
                 return 1
-    _say(f"done in {time.monotonic() - started:.1f} s")
-    return 0
-
-
-async def _tour(client: FinetuningClient) -> None:
-    account = await client.get_account()
-    credits_before = account.limits.total_remaining
-    _say(f"account: {account.name} ({account.tier}), {credits_before} credits left")
-
-    submitted: list[Generation] = []
-    for fields in DEMO_REQUESTS:
-        generation = await client.create_generation(GenerationRequest(**fields))
-        submitted.append(generation)
-        _say(f"submitted {generation.id}: {generation.prompt!r} ({generation.status.value})")
-
-    def progress(generation: Generation) -> None:
-        if not generation.is_terminal:
-            _say(f"  ... {generation.id} is {generation.status.value}")
-
-    finished = await asyncio.gather(
-        *(
-            client.wait_for_generation(g.id, first_delay=0.5, max_delay=1.0, on_progress=progress)
-            for g in submitted
-        )
+            finally:
+                await runtime.stop()
+            after = await client.get_account()
+    spent = account.limits.total_remaining - after.limits.total_remaining
+    failed_runs = [r for r in finished if r.status == "failed"]
+    _say(
+        f"done in {time.monotonic() - started:.1f} s: {len(fired)} triggers fired, "
+        f"{len(finished)} runs ({len(failed_runs)} failed), {spent} credits spent"
     )
-    completed = [g for g in finished if g.status is GenerationStatus.COMPLETED]
-    failed = [g for g in finished if g.status is GenerationStatus.FAILED]
-    for generation in completed:
-        _say(
-            f"trigger track_completed: {generation.id} {generation.title!r}, "
-            f"{generation.duration:.1f} s, {generation.audio_url}"
-        )
-    for generation in failed:
-        _say(f"trigger generation_failed: {generation.id}: {generation.error_message}")
-
-    focus = await client.resolve_playlist("focus beats")
-    added = await client.add_tracks(focus, [g.id for g in completed])
-    _say(f"action add_to_playlist 'Focus Beats': added {len(added.succeeded)}")
-    detail = await client.get_playlist(focus)
-    _say(f"  'Focus Beats' now holds {detail.track_count} tracks")
-
-    public = await client.resolve_playlist("Public Picks")
-    moved = await client.move_tracks(focus, public, [completed[0].id])
-    for error in moved.errors:
-        _say(f"action move_tracks to 'Public Picks': refused for {error.id}: {error.reason}")
-    _say(f"action move_tracks: moved {len(moved.succeeded)}")
-
-    deleted = await client.delete_generations([g.id for g in failed])
-    _say(f"action bulk_delete: deleted {len(deleted.succeeded)} failed generation(s)")
-
-    account = await client.get_account()
-    spent = credits_before - account.limits.total_remaining
-    _say(f"credits: {spent} spent for {len(submitted)} generations submitted")
+    return 1 if failed_runs else 0

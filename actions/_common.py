@@ -1,0 +1,38 @@
+"""Pieces shared by the playlist and bulk actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import voluptuous as vol
+
+from connector.exceptions import BulkOperationError
+from connector.models import BulkResult
+from connector.validation import id_list, templatable
+
+TRACKS = templatable(id_list)
+PLAYLIST = templatable(vol.All(str, vol.Length(min=1)))
+
+ALREADY_IN_PLAYLIST = "Track already in playlist"
+
+
+def bulk_output(
+    result: BulkResult, *, done_reasons: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The step output of a bulk call; raises when nothing at all was achieved.
+
+    Items refused for a reason in `done_reasons` (e.g. already in the playlist)
+    count as done: the state the user asked for holds.
+    """
+    done = [e.id for e in result.errors if e.reason in done_reasons]
+    failures = [e for e in result.errors if e.reason not in done_reasons]
+    if failures and not result.succeeded and not done:
+        reasons = "; ".join(f"{e.id}: {e.reason}" for e in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise BulkOperationError(f"no item succeeded: {reasons}{more}", code="BULK_FAILED")
+    return {
+        "succeeded": list(result.succeeded),
+        "already_done": done,
+        "errors": [{"id": e.id, "reason": e.reason} for e in failures],
+        "requests": result.requests,
+    }

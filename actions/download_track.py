@@ -1,0 +1,104 @@
+"""Action: deliver a finished track into a media library (Jellyfin, Plex, Navidrome)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+from connector.media import DEFAULT_ARTIST, DEFAULT_PATH_TEMPLATE, SIDECARS, download_track
+from connector.models import Generation, GenerationStatus
+from connector.registry import ActionSpec
+from connector.validation import templatable
+
+if TYPE_CHECKING:
+    from connector.runtime import ActionContext
+
+
+def _sidecars(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or any(item not in SIDECARS for item in items):
+        raise vol.Invalid(f"must list sidecars among {', '.join(SIDECARS)} (got {value!r})")
+    return list(items)
+
+
+def check(options: Mapping[str, Any]) -> None:
+    """A library folder that does not exist is refused before anything runs."""
+    library = options.get("library")
+    if isinstance(library, str) and not os.path.isdir(os.path.expanduser(library)):
+        raise vol.Invalid(f"library folder {library!r} does not exist (create it or mount it)")
+
+
+async def _generation(context: ActionContext, track: str | None) -> Generation:
+    event_generation = context.event.generation
+    if track is None:
+        if event_generation is None:
+            raise vol.Invalid("no track: set 'track' (this trigger carries no generation)")
+        track = event_generation.id
+    # The event may come from a webhook payload without a title: read the full record.
+    return await context.finetuning.get_generation(track)
+
+
+async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Download, tag and file the track; a track already in the library is not fetched again."""
+    generation = await _generation(context, options.get("track"))
+    if generation.status is not GenerationStatus.COMPLETED:
+        raise vol.Invalid(f"track {generation.id} is {generation.status.value}, not completed")
+    result = await download_track(
+        generation,
+        os.path.expanduser(options["library"]),  # noqa: ASYNC240  # string work, no I/O
+        path_template=options["path_template"],
+        album=options.get("album"),
+        artist=options["artist"],
+        album_artist=options.get("album_artist"),
+        also_write=options["also_write"],
+        lyrics=options.get("lyrics"),
+    )
+    return {
+        "path": str(result.path),
+        "bytes": result.bytes,
+        "already_present": result.already_present,
+        "sidecars": [str(p) for p in result.sidecars],
+        "generation_id": generation.id,
+    }
+
+
+ACTION = ActionSpec(
+    key="download_track",
+    title="Download to media library",
+    description="Saves a completed track's MP3 into a library folder, tagged (title, artist, "
+    "album, genre, date, BPM, key, prompt, lyrics, generation id) and safely named, as "
+    "Jellyfin, Plex and Navidrome expect. Downloading the same track again does nothing.",
+    schema=vol.Schema(
+        {
+            vol.Required("library", description="library folder (must exist)"): str,
+            vol.Optional("track", description="track id (default: the trigger's)"): templatable(
+                str
+            ),
+            vol.Optional(
+                "path_template",
+                default=DEFAULT_PATH_TEMPLATE,
+                description="where the file goes: {library} {album} {title} {id} {date} ...",
+            ): str,
+            vol.Optional("album", description="album tag and folder (default: the date)"): (
+                templatable(str)
+            ),
+            vol.Optional("artist", default=DEFAULT_ARTIST, description="artist tag"): templatable(
+                str
+            ),
+            vol.Optional("album_artist", description="album artist (default: artist)"): (
+                templatable(str)
+            ),
+            vol.Optional("lyrics", description="lyrics to embed (USLT) and write as .lrc"): (
+                templatable(str)
+            ),
+            vol.Optional("also_write", default=[], description="sidecars: json, lrc"): _sidecars,
+        }
+    ),
+    example={"action": "download_track", "library": "/srv/music", "album": "Focus Beats"},
+    run=run,
+    check=check,
+    output_example={"path": "/srv/music/Finetuning/Focus Beats/Lofi Chill Piano.mp3"},
+)

@@ -1,0 +1,64 @@
+"""Action: move tracks from one playlist to another."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+from connector.exceptions import FieldProblem, RequestValidationError
+from connector.registry import ActionSpec
+from connector.templates import Template
+
+from ._common import PLAYLIST, TRACKS, bulk_output
+
+if TYPE_CHECKING:
+    from connector.runtime import ActionContext
+
+
+def check(options: Mapping[str, Any]) -> None:
+    """Refuse, at load time, a move whose source and target are written the same."""
+    source, target = options.get("from"), options.get("to")
+    if (
+        isinstance(source, str)
+        and isinstance(target, str)
+        and source.casefold() == target.casefold()
+    ):
+        raise vol.Invalid("'from' and 'to' name the same playlist")
+    if isinstance(source, Template) and source == target:
+        raise vol.Invalid("'from' and 'to' are the same template")
+
+
+async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Each track is added to the target, then removed from the source if that worked."""
+    client = context.finetuning
+    source = await client.resolve_playlist(options["from"])
+    target = await client.resolve_playlist(options["to"])
+    if source == target:
+        raise RequestValidationError([FieldProblem("to", "is the same playlist as 'from'")])
+    result = await client.move_tracks(source, target, options["tracks"])
+    return {"from_playlist_id": source, "to_playlist_id": target, **bulk_output(result)}
+
+
+ACTION = ActionSpec(
+    key="move_tracks",
+    title="Move tracks",
+    description="Moves tracks from one playlist to another (by name or id). A track the target "
+    "refuses (privacy rules, already there) stays in the source and is reported.",
+    schema=vol.Schema(
+        {
+            vol.Required("from", description="source playlist name or id"): PLAYLIST,
+            vol.Required("to", description="target playlist name or id"): PLAYLIST,
+            vol.Required("tracks", description="track id, or a list of ids"): TRACKS,
+        }
+    ),
+    example={
+        "action": "move_tracks",
+        "from": "Inbox",
+        "to": "Focus Beats",
+        "tracks": "{{ trigger.generation.id }}",
+    },
+    run=run,
+    check=check,
+)

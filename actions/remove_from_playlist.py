@@ -1,0 +1,42 @@
+"""Action: take tracks out of a playlist; they stay in the library."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+
+from connector.registry import ActionSpec
+
+from ._common import PLAYLIST, TRACKS, bulk_output
+
+if TYPE_CHECKING:
+    from connector.runtime import ActionContext
+
+
+async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Resolve the playlist and remove in chunks of 100."""
+    playlist_id = await context.finetuning.resolve_playlist(options["playlist"])
+    result = await context.finetuning.remove_tracks(playlist_id, options["tracks"])
+    return {"playlist_id": playlist_id, **bulk_output(result)}
+
+
+ACTION = ActionSpec(
+    key="remove_from_playlist",
+    title="Remove from playlist",
+    description="Takes tracks out of one of your playlists (by name or id). The tracks stay in "
+    "your library; use bulk_delete to delete them.",
+    schema=vol.Schema(
+        {
+            vol.Required("playlist", description="playlist name or id"): PLAYLIST,
+            vol.Required("tracks", description="track id, or a list of ids"): TRACKS,
+        }
+    ),
+    example={
+        "action": "remove_from_playlist",
+        "playlist": "Inbox",
+        "tracks": "{{ trigger.generation.id }}",
+    },
+    run=run,
+)

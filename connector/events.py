@@ -1,0 +1,82 @@
+"""Events: what triggers see, whatever the provider or the source that noticed it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .models import Generation, GenerationStatus
+
+TRACK_COMPLETED = "track_completed"
+GENERATION_FAILED = "generation_failed"
+SCHEDULE = "schedule"
+CREDITS_LOW = "credits_low"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something happened that automations may act on.
+
+    `key` identifies the event across every source (webhook, poller, replay):
+    for a generation it is (provider, generation id, terminal status), so the
+    same completion seen twice is one event.
+    """
+
+    kind: str
+    key: str
+    provider: str = "finetuning"
+    generation: Generation | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    source: str = "poll"  # "webhook", "poll", "schedule", "account", "replay"
+    submitted_by_connector: bool = False
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def for_generation(
+        cls,
+        generation: Generation,
+        *,
+        source: str,
+        submitted_by_connector: bool = False,
+    ) -> Event:
+        """The terminal event of a generation (completed or failed)."""
+        if not generation.status.is_terminal:
+            raise ValueError(f"generation {generation.id} is {generation.status.value}, not final")
+        completed = generation.status is GenerationStatus.COMPLETED
+        kind = TRACK_COMPLETED if completed else GENERATION_FAILED
+        return cls(
+            kind=kind,
+            key=generation_event_key(generation.provider, generation.id, generation.status.value),
+            provider=generation.provider,
+            generation=generation,
+            source=source,
+            submitted_by_connector=submitted_by_connector,
+        )
+
+    def variables(self) -> dict[str, Any]:
+        """What templates see as `trigger`."""
+        generation = None
+        if self.generation is not None:
+            generation = self.generation.model_dump()
+            generation["provider"] = self.generation.provider
+            generation["status"] = self.generation.status.value
+            parameters = self.generation.parameters
+            generation["key"] = parameters.key if parameters else None
+            generation["scale"] = parameters.scale if parameters else None
+            generation["tags"] = self.generation.prompt
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "provider": self.provider,
+            "generation": generation,
+            "data": dict(self.data),
+            "source": self.source,
+            "submitted_by_connector": self.submitted_by_connector,
+            "occurred_at": self.occurred_at,
+        }
+
+
+def generation_event_key(provider: str, generation_id: str, status: str) -> str:
+    """The identity of a generation's terminal event."""
+    return f"{provider}:{generation_id}:{status}"

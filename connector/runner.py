@@ -1,0 +1,184 @@
+"""`ftconnect run`, `check` and `schema`: the automations file, from the command line.
+
+`run` starts the runtime for a file and keeps it running until SIGINT or
+SIGTERM, then stops gracefully (no new work; runs in flight finish). With no
+API key configured it starts the embedded sandbox in-process and says so on
+its first line, so the examples work offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TextIO
+
+from .client import DEFAULT_BASE_URL, FinetuningClient
+from .config import ConfigError, ConnectorConfig, load_config
+from .events import Event
+from .exceptions import FinetuningError, PlaylistNotFoundError
+from .registry import Registry, default_registry
+from .runtime import RunRecord, Runtime, StepRecord
+from .templates import Template
+
+EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
+
+
+def describe_event(event: Event) -> str:
+    """One human line for an event."""
+    generation = event.generation
+    if generation is None:
+        return f"trigger {event.kind}: {json.dumps(event.data, default=str)}"
+    if event.kind == "generation_failed":
+        return f"trigger {event.kind}: {generation.id} ({generation.error_message})"
+    length = f", {generation.duration:.1f} s" if generation.duration is not None else ""
+    return (
+        f"trigger {event.kind}: {generation.id} {generation.title or generation.prompt!r}{length}"
+    )
+
+
+def describe_step(run: RunRecord, step: StepRecord) -> str:
+    """One human line for a finished action step."""
+    where = f"  {run.automation_id}/{step.step_id} {step.action}"
+    if step.status == "succeeded":
+        return f"{where}: ok {_summarise(dict(step.output or {}))}"
+    return f"{where}: FAILED {step.error}"
+
+
+def describe_run(run: RunRecord) -> str:
+    """One human line for the outcome of a run (its steps are printed as they finish)."""
+    if run.status == "succeeded":
+        return f"  {run.automation_id}: done ({len(run.steps)} step(s))"
+    if run.status == "skipped":
+        return f"  {run.automation_id}: skipped ({run.error})"
+    return f"  {run.automation_id}: {run.status}" + (f" ({run.error})" if run.error else "")
+
+
+def watch(runtime: Runtime, out: TextIO) -> None:
+    """Print each trigger as it fires, each step as it finishes, each run's outcome."""
+    runtime.event_listeners.append(lambda e: print(describe_event(e), file=out, flush=True))
+    runtime.step_listeners.append(lambda r, s: print(describe_step(r, s), file=out, flush=True))
+    runtime.run_listeners.append(lambda r: print(describe_run(r), file=out, flush=True))
+
+
+def _summarise(output: dict[str, object]) -> str:
+    keep = {k: v for k, v in output.items() if k not in ("generation",) and v not in ([], None)}
+    text = json.dumps(keep, default=str)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+@contextlib.asynccontextmanager
+async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[FinetuningClient]:
+    """The configured client, or the embedded sandbox's when no key is configured."""
+    api_key = config.finetuning.api_key
+    if api_key:
+        base_url = config.finetuning.base_url or DEFAULT_BASE_URL
+        async with FinetuningClient(api_key, base_url=base_url) as client:
+            yield client
+        return
+    from .sandbox import SandboxConfig, run_sandbox
+
+    async with run_sandbox(SandboxConfig(pending_delay=0.5, processing_delay=2.0)) as sandbox:
+        print(
+            f"No Finetuning.ai API key configured: running against the embedded sandbox at "
+            f"{sandbox.url} (no account, no credits).",
+            file=out,
+            flush=True,
+        )
+        async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
+            yield client
+
+
+async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdout) -> int:
+    """`ftconnect run FILE`."""
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_INVALID
+    if backfill:
+        from dataclasses import replace
+
+        config = replace(config, poll=replace(config.poll, backfill=True))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with open_client(config, out) as client:
+        runtime = Runtime(config, client)
+        watch(runtime, out)
+        if config.webhook is None:
+            print(
+                "No webhook section: relying on polling alone "
+                f"(every {config.poll.active_interval:g} s while our generations run, "
+                f"{config.poll.idle_interval:g} s otherwise).",
+                file=out,
+                flush=True,
+            )
+        try:
+            await runtime.start()
+        except FinetuningError as err:
+            print(f"ftconnect: cannot start: {err}", file=sys.stderr)
+            return EXIT_ERROR
+        enabled = [a.id for a in config.automations if a.enabled]
+        print(f"Running {len(enabled)} automation(s): {', '.join(enabled)}", file=out, flush=True)
+        await stop.wait()
+        print("Stopping: finishing runs in flight...", file=out, flush=True)
+        await runtime.stop()
+    return EXIT_OK
+
+
+async def check_file(path: Path, *, offline: bool = False, out: TextIO = sys.stdout) -> int:
+    """`ftconnect check FILE`: schemas, templates, duplicate ids and referenced playlists."""
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_INVALID
+    problems: list[str] = []
+    if not offline and config.finetuning.api_key:
+        problems = await _check_playlists(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_INVALID
+    count = len(config.automations)
+    print(f"{path}: {count} automation(s), all valid", file=out)
+    return EXIT_OK
+
+
+async def _check_playlists(config: ConnectorConfig) -> list[str]:
+    assert config.finetuning.api_key is not None
+    problems: list[str] = []
+    base_url = config.finetuning.base_url or DEFAULT_BASE_URL
+    async with FinetuningClient(config.finetuning.api_key, base_url=base_url) as client:
+        for automation in config.automations:
+            for step in automation.actions:
+                for option in ("playlist", "from", "to"):
+                    reference = step.options.get(option)
+                    if not isinstance(reference, str) or isinstance(reference, Template):
+                        continue
+                    try:
+                        await client.resolve_playlist(reference)
+                    except PlaylistNotFoundError as err:
+                        problems.append(f"{_where(config, step.line)}: {step.path}.{option}: {err}")
+                    except FinetuningError as err:
+                        problems.append(f"{_where(config, step.line)}: {step.path}.{option}: {err}")
+    return problems
+
+
+def _where(config: ConnectorConfig, line: int | None) -> str:
+    name = config.source.name if config.source else "automations.yaml"
+    return f"{name}, line {line}" if line else name
+
+
+def schema_document(registry: Registry | None = None) -> str:
+    """`ftconnect schema`: every trigger and action as one JSON Schema document."""
+    from .jsonschema import registry_document
+
+    return json.dumps(registry_document(registry or default_registry()), indent=2)

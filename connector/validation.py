@@ -1,0 +1,104 @@
+"""Validators shared by trigger and action schemas (voluptuous), Home Assistant style.
+
+Fields that may hold a template are wrapped with `templatable(...)`: at load
+time a `Template` passes as is; at run time the rendered value is validated
+again by the same schema, so a template that renders out of range fails that
+run with the field's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import voluptuous as vol
+
+from .templates import Template
+
+
+def templatable(validator: Any) -> Any:
+    """Accept a compiled template (checked after rendering) or a value `validator` accepts."""
+    inner = vol.Schema(validator)
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, Template):
+            return value
+        return inner(value)
+
+    validate.__name__ = "templatable"
+    validate.inner = validator  # type: ignore[attr-defined]  # read by the JSON Schema export
+    return validate
+
+
+def id_list(value: Any) -> list[str]:
+    """One id, a comma-separated string of ids, or a list of ids -> a list of ids."""
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = []
+        for item in value:
+            if isinstance(item, list | tuple):
+                items.extend(str(i).strip() for i in item)
+            elif isinstance(item, dict) and "id" in item:
+                items.append(str(item["id"]).strip())
+            else:
+                items.append(str(item).strip())
+    elif isinstance(value, dict) and "id" in value:
+        items = [str(value["id"]).strip()]
+    else:
+        raise vol.Invalid(f"expected an id or a list of ids, got {type(value).__name__}")
+    ids = [item for item in items if item]
+    if not ids:
+        raise vol.Invalid("expected at least one id")
+    return ids
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """A string among `choices`, compared case-insensitively, with a message listing them."""
+    lowered = {choice.lower(): choice for choice in choices}
+
+    def validate(value: Any) -> str:
+        if isinstance(value, str) and value.lower() in lowered:
+            return lowered[value.lower()]
+        raise vol.Invalid(f"must be one of {', '.join(choices)} (got {value!r})")
+
+    validate.__name__ = "one_of"
+    validate.choices = choices  # type: ignore[attr-defined]  # read by the JSON Schema export
+    return validate
+
+
+def number_range(low: float, high: float, unit: str = "") -> Any:
+    """A number in [low, high], with a message naming the range."""
+
+    def validate(value: Any) -> float | int:
+        number: float | int
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            try:
+                number = float(value) if "." in str(value) else int(value)
+            except (TypeError, ValueError):
+                raise vol.Invalid(
+                    f"must be a number from {low:g} to {high:g}{unit} (got {value!r})"
+                ) from None
+        else:
+            number = value
+        if not low <= number <= high:
+            raise vol.Invalid(f"must be between {low:g} and {high:g}{unit} (got {value!r})")
+        return number
+
+    validate.__name__ = "number_range"
+    validate.bounds = (low, high)  # type: ignore[attr-defined]  # read by the JSON Schema export
+    return validate
+
+
+def positive_seconds(value: Any) -> float:
+    """A duration in seconds: a number > 0."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise vol.Invalid(f"must be a number of seconds (got {value!r})") from None
+    if seconds <= 0:
+        raise vol.Invalid(f"must be more than 0 seconds (got {value!r})")
+    return seconds
+
+
+PROVIDER = one_of("finetuning", "tempolor")
