@@ -14,6 +14,8 @@ TRACKS = templatable(id_list)
 PLAYLIST = templatable(vol.All(str, vol.Length(min=1)))
 
 ALREADY_IN_PLAYLIST = "Track already in playlist"
+NOT_IN_PLAYLIST = "Track not found in playlist or not authorized"
+NOT_OWNED = "Track not found or not owned by you"
 
 
 def bulk_output(

@@ -10,7 +10,7 @@ import voluptuous as vol
 from connector.exceptions import NotFoundError
 from connector.registry import ActionSpec
 
-from ._common import TRACKS, bulk_output
+from ._common import NOT_OWNED, TRACKS, bulk_output
 
 if TYPE_CHECKING:
     from connector.runtime import ActionContext
@@ -44,7 +44,9 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
                 found.append(track_id)
         return {"dry_run": True, "would_delete": found, "not_found": missing, "checked": True}
     result = await client.delete_generations(ids)
-    return {"dry_run": False, **bulk_output(result)}
+    # After a crash mid-step, "not found" may be our own earlier deletion.
+    done = frozenset({NOT_OWNED}) if context.resuming else frozenset()
+    return {"dry_run": False, **bulk_output(result, done_reasons=done)}
 
 
 ACTION = ActionSpec(

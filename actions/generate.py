@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
 from connector import models
-from connector.models import GenerationRequest
+from connector.exceptions import GenerationOutcomeUnknownError
+from connector.models import Generation, GenerationRequest
 from connector.registry import ActionSpec
 from connector.validation import number_range, one_of, templatable
 
 if TYPE_CHECKING:
     from connector.runtime import ActionContext
 
+CLOCK_SKEW = 120.0  # seconds our clock and the server's may disagree by
 REQUEST_FIELDS = (
     "tags",
     "lyrics",
@@ -33,15 +38,36 @@ def _text(limit: int) -> Any:
 
 
 async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Submit (one credit), tell ingress about it, and wait if asked to."""
+    """Submit (one credit) at most once per step, tell ingress, and wait if asked to.
+
+    Before sending, the step journals its intent (tags, parameters, a seed it
+    picks when none is given, the time). If a crash or an unclear answer leaves
+    the outcome unknown, the generation the intent describes is looked for
+    among recent ones before anything is submitted again.
+    """
     fields = {name: options[name] for name in REQUEST_FIELDS if options.get(name) is not None}
-    webhook = context.webhook_url("finetuning")
-    if webhook:
-        fields["webhook"] = webhook
-    request = GenerationRequest.build(allow_local_webhook=context.allow_local_webhook, **fields)
-    generation = await context.finetuning.create_generation(request)
+    intent = context.intent() if context.resuming else None
+    if intent is None:
+        fields.setdefault("seed", secrets.randbelow(2**31))
+        intent = {**fields, "at": time.time()}
+    else:
+        fields = {name: intent[name] for name in REQUEST_FIELDS if name in intent}
+    generation = await _find(context, intent) if context.resuming else None
+    if generation is None:
+        webhook = context.webhook_url("finetuning")
+        if webhook:
+            fields["webhook"] = webhook
+        request = GenerationRequest.build(allow_local_webhook=context.allow_local_webhook, **fields)
+        context.record_intent(intent)
+        try:
+            generation = await context.finetuning.create_generation(request)
+        except GenerationOutcomeUnknownError:
+            generation = await _find(context, intent)
+            if generation is None:
+                raise
+            context.log(f"submission answer lost; found {generation.id} (no second credit)")
     context.submitted(generation)
-    if options["wait"]:
+    if options["wait"] and not generation.is_terminal:
         generation = await context.wait_for(generation.id, timeout=options["wait_timeout"])
     return {
         "id": generation.id,
@@ -49,6 +75,22 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
         "credits_remaining": generation.credits_remaining,
         "generation": generation.to_wire(),
     }
+
+
+async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation | None:
+    """The generation an intent describes, among those created since (same tags and seed)."""
+    since = datetime.fromtimestamp(float(intent["at"]) - CLOCK_SKEW, UTC)
+    async for generation in context.finetuning.iter_generations():
+        if generation.created_at is not None and generation.created_at < since:
+            return None
+        parameters = generation.parameters
+        if (
+            generation.prompt == intent.get("tags")
+            and parameters is not None
+            and parameters.seed == intent.get("seed")
+        ):
+            return generation
+    return None
 
 
 ACTION = ActionSpec(

@@ -38,6 +38,16 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
     if source == target:
         raise RequestValidationError([FieldProblem("to", "is the same playlist as 'from'")])
     result = await client.move_tracks(source, target, options["tracks"])
+    if context.resuming:
+        # An earlier attempt may have moved some: they are in the target, not the source.
+        target_ids = set((await client.get_playlist(target)).track_ids)
+        moved_before = [e.id for e in result.errors if e.id in target_ids]
+        result = result.model_copy(
+            update={
+                "succeeded": [*result.succeeded, *moved_before],
+                "errors": [e for e in result.errors if e.id not in target_ids],
+            }
+        )
     return {"from_playlist_id": source, "to_playlist_id": target, **bulk_output(result)}
 
 

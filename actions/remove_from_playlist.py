@@ -9,17 +9,19 @@ import voluptuous as vol
 
 from connector.registry import ActionSpec
 
-from ._common import PLAYLIST, TRACKS, bulk_output
+from ._common import NOT_IN_PLAYLIST, PLAYLIST, TRACKS, bulk_output
 
 if TYPE_CHECKING:
     from connector.runtime import ActionContext
 
 
 async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Resolve the playlist and remove in chunks of 100."""
+    """Resolve the playlist and remove in chunks of 100 (a resumed step reconciles)."""
     playlist_id = await context.finetuning.resolve_playlist(options["playlist"])
     result = await context.finetuning.remove_tracks(playlist_id, options["tracks"])
-    return {"playlist_id": playlist_id, **bulk_output(result)}
+    # After a crash mid-step, "not in the playlist" may be our own earlier removal.
+    done = frozenset({NOT_IN_PLAYLIST}) if context.resuming else frozenset()
+    return {"playlist_id": playlist_id, **bulk_output(result, done_reasons=done)}
 
 
 ACTION = ActionSpec(

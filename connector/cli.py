@@ -139,6 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("--markdown", action="store_true", help="print Markdown tables instead")
 
+    for name, summary, description, example in (
+        (
+            "events",
+            "show the events that fired, newest first",
+            "Show the events recorded in the journal: what fired, from which source.",
+            "ftconnect events automations.yaml --limit 20",
+        ),
+        (
+            "runs",
+            "show the automation runs, their steps, what failed and why",
+            "Show the runs recorded in the journal with each step's outcome.",
+            "ftconnect runs automations.yaml --status failed",
+        ),
+    ):
+        journal = _command(commands, name, summary, description, example)
+        journal.add_argument("file", nargs="?", help="automations file (for its state_dir)")
+        journal.add_argument("--state-dir", help="the journal's folder (default: ./.ftconnect)")
+        journal.add_argument("--limit", type=int, default=50, help="how many (default: 50)")
+        if name == "events":
+            journal.add_argument("--kind", help="only this kind, e.g. track_completed")
+        else:
+            journal.add_argument("--status", help="only runs in this status, e.g. failed")
+            journal.add_argument("--automation", help="only runs of this automation id")
+        _json_flag(journal)
+
+    replay = _command(
+        commands,
+        "replay",
+        "run a failed (or finished) run again, on purpose",
+        "Mark RUN_ID as replayed and queue a new run of the same automation for the same\n"
+        "event; it starts with the next `ftconnect run`.",
+        "ftconnect replay 3f2a9c0d1e2b4a5c automations.yaml",
+    )
+    replay.add_argument("run_id", help="the run to replay (see `ftconnect runs`)")
+    replay.add_argument("file", nargs="?", help="automations file (for its state_dir)")
+    replay.add_argument("--state-dir", help="the journal's folder (default: ./.ftconnect)")
+
     from .sandbox import cli as sandbox_cli  # argparse-only module: cheap to import
 
     sandbox = commands.add_parser(
@@ -448,6 +485,25 @@ async def _automations_command(args: argparse.Namespace) -> int:
         else:
             print(runner.schema_document())
         return EXIT_OK
+    if args.command in ("events", "runs", "replay"):
+        from .config import ConfigError
+
+        try:
+            state = runner.state_dir_for(args.file, args.state_dir)
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return EXIT_INVALID
+        if args.command == "events":
+            return runner.show_events(state, limit=args.limit, kind=args.kind, as_json=args.json)
+        if args.command == "runs":
+            return runner.show_runs(
+                state,
+                limit=args.limit,
+                status=args.status,
+                automation=args.automation,
+                as_json=args.json,
+            )
+        return runner.replay(state, args.run_id)
     path = Path(args.file)
     if not path.is_file():  # noqa: ASYNC240  # one stat of the argument, nothing runs yet
         print(f"ftconnect: error: {path}: no such file", file=sys.stderr)
@@ -548,7 +604,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return await run_demo(seed=args.seed)
-    if args.command in ("run", "check", "schema"):
+    if args.command in ("run", "check", "schema", "events", "runs", "replay"):
         return await _automations_command(args)
     from .exceptions import AuthenticationError, FinetuningError, ValidationError
 

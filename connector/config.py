@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import voluptuous as vol
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 
-from .registry import ActionSpec, Registry, TriggerSpec, default_registry
+from .registry import PROVIDERS, ActionSpec, Registry, TriggerSpec, default_registry
 from .templates import Template, TemplateError, is_template
 
 __all__ = [
@@ -1146,14 +1146,16 @@ class _Validator:
     def provider_before(
         self, spec: TriggerSpec | ActionSpec, options: dict[str, Any], raw: _Mapping, path: str
     ) -> bool:
-        """Report an explicit `provider` the spec does not support, before the schema does."""
+        """Report a known provider the spec does not support, before the schema does.
+
+        An unknown name (a typo) is left to the schema, whose message lists the choices.
+        """
         provider = options.get("provider")
-        if (
-            isinstance(provider, str)
-            and not is_template(provider)
-            and provider not in spec.providers
-        ):
-            self._provider_problem(spec, provider, raw.key_lines.get("provider"), path)
+        if not isinstance(provider, str) or is_template(provider):
+            return False
+        name = provider.lower()  # provider names are matched like one_of() does
+        if name in PROVIDERS and name not in spec.providers:
+            self._provider_problem(spec, name, raw.key_lines.get("provider"), path)
             return True
         return False
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from .models import GenerationRequest
 from .runner import watch
 from .runtime import RunRecord, Runtime
 from .sandbox import SandboxConfig, run_sandbox
+from .store import Store
 
 DEMO_FILE = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 DEMO_REQUESTS = (
@@ -51,7 +53,9 @@ async def run_demo(*, seed: int = 1, config_file: Path = DEMO_FILE) -> int:
     async with run_sandbox(sandbox_config) as sandbox:
         _say(f"sandbox: Finetuning.ai stand-in on {sandbox.url} (no account, no credits spent)")
         async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
-            runtime = Runtime(config, client)
+            state_dir = tempfile.TemporaryDirectory(prefix="ftconnect-demo-")
+            store = Store.open(state_dir.name)
+            runtime = Runtime(config, client, store=store)
             fired: list[Event] = []
             finished: list[RunRecord] = []
             watch(runtime, sys.stdout)
@@ -82,6 +86,8 @@ async def run_demo(*, seed: int = 1, config_file: Path = DEMO_FILE) -> int:
                 return 1
             finally:
                 await runtime.stop()
+                store.close()
+                state_dir.cleanup()
             after = await client.get_account()
     spent = account.limits.total_remaining - after.limits.total_remaining
     failed_runs = [r for r in finished if r.status == "failed"]

@@ -13,6 +13,7 @@ import contextlib
 import json
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +24,7 @@ from .events import Event
 from .exceptions import FinetuningError, PlaylistNotFoundError
 from .registry import Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
+from .store import Store
 from .templates import Template
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
@@ -72,25 +74,37 @@ def _summarise(output: dict[str, object]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[FinetuningClient]:
-    """The configured client, or the embedded sandbox's when no key is configured."""
+async def open_client(
+    config: ConnectorConfig, out: TextIO
+) -> AsyncIterator[tuple[FinetuningClient, Store]]:
+    """The configured client and journal, or the embedded sandbox's when no key is set.
+
+    The embedded sandbox starts empty every time, so its journal is a fresh
+    temporary one too: a journal kept from an earlier sandbox would describe
+    generations that no longer exist.
+    """
     api_key = config.finetuning.api_key
     if api_key:
         base_url = config.finetuning.base_url or DEFAULT_BASE_URL
-        async with FinetuningClient(api_key, base_url=base_url) as client:
-            yield client
+        with Store.open(config.state_dir) as store:
+            async with FinetuningClient(api_key, base_url=base_url) as client:
+                yield client, store
         return
     from .sandbox import SandboxConfig, run_sandbox
 
     async with run_sandbox(SandboxConfig(pending_delay=0.5, processing_delay=2.0)) as sandbox:
         print(
             f"No Finetuning.ai API key configured: running against the embedded sandbox at "
-            f"{sandbox.url} (no account, no credits).",
+            f"{sandbox.url} (no account, no credits; a temporary journal).",
             file=out,
             flush=True,
         )
-        async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
-            yield client
+        with (
+            tempfile.TemporaryDirectory(prefix="ftconnect-") as state_dir,
+            Store.open(state_dir) as store,
+        ):
+            async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
+                yield client, store
 
 
 async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdout) -> int:
@@ -109,8 +123,8 @@ async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdo
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with open_client(config, out) as client:
-        runtime = Runtime(config, client)
+    async with open_client(config, out) as (client, store):
+        runtime = Runtime(config, client, store=store)
         watch(runtime, out)
         if config.webhook is None:
             print(
@@ -182,3 +196,68 @@ def schema_document(registry: Registry | None = None) -> str:
     from .jsonschema import registry_document
 
     return json.dumps(registry_document(registry or default_registry()), indent=2)
+
+
+def state_dir_for(file: str | None, state_dir: str | None) -> Path:
+    """The journal's folder: --state-dir, else the file's `state_dir`, else ./.ftconnect."""
+    if state_dir:
+        return Path(state_dir)
+    if file:
+        return load_config(Path(file)).state_dir
+    return Path(".ftconnect")
+
+
+def show_events(state: Path, *, limit: int, kind: str | None, as_json: bool) -> int:
+    """`ftconnect events`: what fired, newest first."""
+    if not (state / "state.db").exists():
+        print(
+            f"ftconnect: error: no journal in {state} (has `ftconnect run` run?)", file=sys.stderr
+        )
+        return EXIT_ERROR
+    with Store.open(state) as store:
+        rows = store.events(limit=limit, kind=kind)
+    if as_json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
+        return EXIT_OK
+    for row in rows:
+        generation = row.generation or {}
+        what = generation.get("title") or generation.get("prompt") or json.dumps(row.data)
+        print(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.kind:<18} {row.key}  {what}")
+    return EXIT_OK
+
+
+def show_runs(
+    state: Path, *, limit: int, status: str | None, automation: str | None, as_json: bool
+) -> int:
+    """`ftconnect runs`: what ran, what failed and why."""
+    if not (state / "state.db").exists():
+        print(
+            f"ftconnect: error: no journal in {state} (has `ftconnect run` run?)", file=sys.stderr
+        )
+        return EXIT_ERROR
+    with Store.open(state) as store:
+        rows = store.runs(limit=limit, status=status, automation_id=automation)
+    if as_json:
+        print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
+        return EXIT_OK
+    for row in rows:
+        started = f"{row.started_at:%Y-%m-%d %H:%M:%S}"
+        print(f"{started}  {row.run_id}  {row.automation_id:<24} {row.status}")
+        for step in row.steps:
+            detail = step.error or ""
+            print(f"    {step.step_index}: {step.step_id} ({step.action}) {step.status} {detail}")
+        if row.error and row.status != "failed":
+            print(f"    {row.error}")
+    return EXIT_OK
+
+
+def replay(state: Path, run_id: str) -> int:
+    """`ftconnect replay RUN_ID`: run a finished or failed run again, on purpose."""
+    with Store.open(state) as store:
+        try:
+            new_id = store.reset_run_for_replay(run_id)
+        except (ValueError, KeyError) as err:
+            print(f"ftconnect: error: {err}", file=sys.stderr)
+            return EXIT_ERROR
+    print(f"run {run_id} will run again as {new_id} at the next start of `ftconnect run`")
+    return EXIT_OK

@@ -1,10 +1,18 @@
-"""The runtime: trigger sources, the dispatcher, and the automations' runs.
+"""The runtime: ingress, the dispatcher, and the automations' runs, journaled.
 
-Every event goes through `Runtime.submit_event`, the single door: an event
-key seen before stops there; a new one is matched against every automation.
-Matching automations run concurrently (bounded by `max_concurrent_runs`);
-the steps of one run go in order; a failing step ends its run with the error
-recorded, and other runs carry on.
+Every event goes through `Runtime.submit_event`, the single door: it works out
+which automations the event starts, then records the event and those runs in
+one transaction of the store. An event key seen before stops there, so a
+webhook and the poller seeing the same completion fire once, and a crash can
+never leave an event recorded but not dispatched.
+
+Matching automations run concurrently (bounded by `max_concurrent_runs`); the
+steps of one run go in order, each journaled before and after it runs. On
+start, unfinished runs resume at their first unfinished step; a step whose
+outcome a crash left unknown runs again as a new attempt, and actions
+reconcile instead of repeating (an "already in playlist" answer counts as
+done; a `generate` looks for the generation its intent describes before it
+submits anything, so a crash never spends a second credit).
 """
 
 from __future__ import annotations
@@ -12,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
@@ -25,29 +35,38 @@ from .config import AutomationConfig, ConnectorConfig, StepConfig
 from .events import Event
 from .exceptions import FinetuningError
 from .models import Generation
-from .poller import GenerationPoller
+from .poller import GenerationPoller, PollerState
 from .registry import Registry, default_registry
+from .store import RunRow, Store
 from .templates import Template, TemplateError, render
 
+if TYPE_CHECKING:
+    from .listener import WebhookListener
+
 _LOGGER = logging.getLogger(__name__)
+
+POLLER_CURSOR = "poller:finetuning"
+PRUNE_EVERY = 3600.0  # seconds between retention passes
+WEBHOOK_TOKEN = "webhook_token"
 
 
 @dataclass
 class StepRecord:
-    """One action step of a run."""
+    """One action step of a run, as the listeners see it."""
 
     step_id: str
     action: str
     status: str = "running"  # running, succeeded, failed
     output: Mapping[str, Any] | None = None
     error: str | None = None
+    attempt: int = 1
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
 
 
 @dataclass
 class RunRecord:
-    """One automation run for one event."""
+    """One automation run for one event, as the listeners see it."""
 
     run_id: str
     automation_id: str
@@ -55,6 +74,7 @@ class RunRecord:
     status: str = "running"  # running, succeeded, failed, skipped
     steps: list[StepRecord] = field(default_factory=list)
     error: str | None = None
+    resumed: bool = False
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
 
@@ -83,14 +103,22 @@ class TriggerContext:
 
 
 class ActionContext:
-    """What an action gets: the clients, the event, and the outputs of earlier steps."""
+    """What an action gets: the clients, the event, earlier outputs, and its journal."""
 
     def __init__(
-        self, runtime: Runtime, run: RunRecord, step: StepConfig, variables: Mapping[str, Any]
+        self,
+        runtime: Runtime,
+        run: RunRecord,
+        step: StepConfig,
+        step_index: int,
+        attempt: int,
+        variables: Mapping[str, Any],
     ) -> None:
         self.runtime = runtime
         self.run = run
         self.step = step
+        self.step_index = step_index
+        self.attempt = attempt
         self.variables = variables
 
     @property
@@ -102,21 +130,34 @@ class ActionContext:
         return self.runtime.finetuning
 
     @property
+    def resuming(self) -> bool:
+        """An earlier attempt of this step may have taken effect (a crash cut it short)."""
+        return self.attempt > 1
+
+    @property
     def allow_local_webhook(self) -> bool:
         """Loopback webhooks are fine when the API itself is on loopback (the sandbox)."""
         host = self.runtime.finetuning.base_url.host or ""
         return host in ("127.0.0.1", "localhost", "::1")
 
     def webhook_url(self, provider: str = "finetuning") -> str | None:
-        """Where providers should send results of what this step submits (ingress)."""
+        """Where providers should send results of what this step submits."""
         return self.runtime.webhook_url(provider)
 
+    def record_intent(self, fingerprint: Mapping[str, Any]) -> None:
+        """Journal what is about to be submitted, before sending it."""
+        self.runtime.store.record_intent(self.run.run_id, self.step_index, fingerprint)
+
+    def intent(self) -> Mapping[str, Any] | None:
+        """What an earlier attempt of this step meant to submit, if it got that far."""
+        return self.runtime.store.intent(self.run.run_id, self.step_index)
+
     def submitted(self, generation: Generation) -> None:
-        """Record a generation this connector submitted (for filters and fast polling)."""
-        self.runtime.note_submission(generation)
+        """Record a generation this connector submitted (filters, fast polling)."""
+        self.runtime.note_submission(generation, run_id=self.run.run_id)
 
     async def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
-        """Wait until a generation ends (fast polling inside the shared read budget)."""
+        """Wait until a generation ends (inside the shared read budget)."""
         return await self.finetuning.wait_for_generation(generation_id, timeout=timeout)
 
     def log(self, message: str) -> None:
@@ -132,60 +173,118 @@ class Runtime:
         finetuning: FinetuningClient,
         *,
         registry: Registry | None = None,
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.finetuning = finetuning
         self.registry = registry or default_registry()
-        self._seen: set[str] = set()
-        self.poller = GenerationPoller(
-            finetuning,
-            self.submit_event,
-            is_known=self._seen.__contains__,
-            idle_interval=config.poll.idle_interval,
-            active_interval=config.poll.active_interval,
-            backfill=config.poll.backfill,
-        )
+        self._store = store
+        self._owns_store = store is None
+        self.poller: GenerationPoller | None = None
+        self.listener: WebhookListener | None = None
         self.runs: list[RunRecord] = []
         self.run_listeners: list[RunListener] = []
         self.step_listeners: list[StepListener] = []
         self.event_listeners: list[EventListener] = []
-        self._submitted: set[str] = set()
+        self._automations = {a.id: a for a in config.automations}
         self._slots = asyncio.Semaphore(max(1, config.max_concurrent_runs))
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._source_tasks: list[asyncio.Task[None]] = []
-        self._accepting = True
+        # Events are accepted once there is a journal to record them in.
+        self._accepting = store is not None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the runtime is not started")
+        return self._store
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Seed the poller and start every trigger source."""
-        await self.poller.poll_once()
-        self._source_tasks.append(asyncio.create_task(self.poller.run(), name="poller"))
+        """Open the journal, resume unfinished runs, start ingress and trigger sources."""
+        if self._store is None:
+            self._store = Store.open(self.config.state_dir)
+        store = self.store
+        saved = store.get_cursor(POLLER_CURSOR)
+        state = PollerState.from_json(saved) if isinstance(saved, dict) else PollerState()
+        self.poller = GenerationPoller(
+            self.finetuning,
+            self.submit_event,
+            idle_interval=self.config.poll.idle_interval,
+            active_interval=self.config.poll.active_interval,
+            backfill=self.config.poll.backfill,
+            state=state,
+            is_known=store.has_event,
+            on_change=lambda s: store.set_cursor(POLLER_CURSOR, s.to_json()),
+        )
+        for pending in store.pending("finetuning"):
+            state.submitted.add(pending.generation_id)
+            if pending.created_at is not None:
+                state.in_progress.setdefault(pending.generation_id, pending.created_at)
+        self._accepting = True
+        if self.config.webhook is not None:
+            await self._start_listener()
+        for row in store.unfinished_runs():
+            self._resume(row)
+        await self.poller.poll_once()  # seeds on first start, catches up after a restart
+        self._spawn_source(self.poller.run(), "poller")
+        self._spawn_source(self._prune_periodically(), "retention")
         for automation in self.config.automations:
             if not automation.enabled:
                 continue
             for index, trigger in enumerate(automation.triggers):
                 spec = self.registry.triggers[trigger.key]
-                if spec.source is None:
-                    continue
-                context = TriggerContext(self, automation.id, index)
-                task = asyncio.create_task(
-                    self._guard_source(spec.source(context, trigger.options), automation.id),
-                    name=f"{automation.id}:{trigger.key}",
-                )
-                self._source_tasks.append(task)
+                if spec.source is not None:
+                    context = TriggerContext(self, automation.id, index)
+                    self._spawn_source(
+                        spec.source(context, trigger.options), f"{automation.id}:{trigger.key}"
+                    )
 
-    async def _guard_source(self, coroutine: Any, automation_id: str) -> None:
-        try:
-            await coroutine
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _LOGGER.exception("trigger source of %s stopped", automation_id)
+    async def _start_listener(self) -> None:
+        from .listener import WebhookListener
+
+        webhook = self.config.webhook
+        assert webhook is not None
+        token = webhook.token or self.store.secret(WEBHOOK_TOKEN, lambda: secrets.token_urlsafe(32))
+        self.listener = WebhookListener(
+            token=token,
+            record=self.submit_event,
+            host=webhook.host,
+            port=webhook.port,
+            health=self.health,
+        )
+        await self.listener.start()
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz: how long ago the last poll completed."""
+        last = self.poller.last_success if self.poller else None
+        age = round(time.monotonic() - last, 1) if last is not None else None
+        return {"last_poll_age_seconds": age, "runs_in_flight": len(self._run_tasks)}
+
+    def _spawn_source(self, coroutine: Any, name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _LOGGER.exception("trigger source %s stopped", name)
+
+        self._source_tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            result = self.store.prune(older_than=self.config.retention_days * 86400)
+            _LOGGER.info("retention: %s", result)
 
     async def stop(self, *, grace: float = 30.0) -> None:
-        """Take no new work; let runs in flight finish (up to `grace` seconds)."""
+        """Take no new work; let runs in flight finish (up to `grace` s, then leave them
+        resumable); close the journal if the runtime opened it."""
         self._accepting = False
+        if self.listener is not None:
+            await self.listener.stop()
         for task in self._source_tasks:
             task.cancel()
         for task in self._source_tasks:
@@ -193,53 +292,66 @@ class Runtime:
                 await task
         self._source_tasks.clear()
         if self._run_tasks:
-            _done, pending = await asyncio.wait(self._run_tasks, timeout=grace)
+            _done, pending = await asyncio.wait(set(self._run_tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._owns_store and self._store is not None:
+            self._store.close()
+            self._store = None
 
     async def idle(self) -> None:
         """Wait until no run is in flight."""
         while self._run_tasks:
             await asyncio.wait(set(self._run_tasks))
 
-    # -- events ------------------------------------------------------------------------
+    # -- ingress -----------------------------------------------------------------------
 
     def webhook_url(self, provider: str) -> str | None:
         """Where providers should post results; None while polling alone."""
-        return None
+        if self.listener is None or self.config.webhook is None:
+            return None
+        return self.listener.hook_url(provider, self.config.webhook.public_url)
 
-    def note_submission(self, generation: Generation) -> None:
-        self._submitted.add(generation.id)
-        self.poller.track(generation)
+    def note_submission(self, generation: Generation, *, run_id: str | None = None) -> None:
+        """A generation this connector submitted: remember it as ours and poll fast."""
+        self.store.add_pending(generation.provider, generation.id, generation.created_at, run_id)
+        if self.poller is not None:
+            self.poller.track(generation)
 
     async def submit_event(self, event: Event, *, only_automation: str | None = None) -> bool:
-        """Record an event once and start the runs it triggers; False for a repeat.
+        """Record an event once with the runs it starts, then start them; False for a repeat.
 
         An event whose source is "seed" (what already existed at first start) is
         recorded without running anything: the Zapier rule.
         """
-        if event.key in self._seen or not self._accepting:
+        if not self._accepting:
             return False
-        self._seen.add(event.key)
+        store = self.store
         if event.source == "seed":
+            store.record_event(event)
             return False
-        if event.generation is not None and event.generation.id in self._submitted:
-            event = _with_submitted(event)
+        generation = event.generation
+        ours = generation is not None and store.is_submitted(generation.provider, generation.id)
+        if ours and not event.submitted_by_connector:
+            event = replace(event, submitted_by_connector=True)
+        automations = [
+            a
+            for a in self.config.automations
+            if a.enabled
+            and (a.id == only_automation if only_automation else self._matches(a, event))
+        ]
+        runs = [(uuid.uuid4().hex[:16], a) for a in automations]
+        if not store.record_event(event, runs=[(rid, a.id) for rid, a in runs]):
+            return False
+        if generation is not None and generation.is_terminal:
+            store.remove_pending(generation.provider, generation.id)
         for listener in self.event_listeners:
             listener(event)
-        for automation in self.config.automations:
-            if not automation.enabled:
-                continue
-            if only_automation is not None and automation.id != only_automation:
-                continue
-            if only_automation is None and not self._matches(automation, event):
-                continue
-            task = asyncio.create_task(self._run(automation, event), name=automation.id)
-            self._run_tasks.add(task)
-            task.add_done_callback(self._run_tasks.discard)
+        for run_id, automation in runs:
+            self._launch(RunRecord(run_id=run_id, automation_id=automation.id, event=event), {})
         return True
 
     def _matches(self, automation: AutomationConfig, event: Event) -> bool:
@@ -256,53 +368,86 @@ class Runtime:
 
     # -- runs --------------------------------------------------------------------------
 
-    async def _run(self, automation: AutomationConfig, event: Event) -> None:
-        run = RunRecord(run_id=uuid.uuid4().hex[:12], automation_id=automation.id, event=event)
+    def _resume(self, row: RunRow) -> None:
+        event = self.store.load_event(row.event_key)
+        if event is None or row.automation_id not in self._automations:
+            why = "its event was pruned" if event is None else "its automation is gone"
+            self.store.finish_run(row.run_id, "failed", f"cannot resume: {why}")
+            return
+        run = RunRecord(
+            run_id=row.run_id, automation_id=row.automation_id, event=event, resumed=True
+        )
+        done = {s.step_index: s for s in row.steps if s.status == "succeeded"}
+        self._launch(run, {i: dict(s.output or {}) for i, s in done.items()})
+
+    def _launch(self, run: RunRecord, done: dict[int, dict[str, Any]]) -> None:
         self.runs.append(run)
+        automation = self._automations[run.automation_id]
+        task = asyncio.create_task(self._run(automation, run, done), name=run.automation_id)
+        self._run_tasks.add(task)
+        task.add_done_callback(self._run_tasks.discard)
+
+    async def _run(
+        self, automation: AutomationConfig, run: RunRecord, done: dict[int, dict[str, Any]]
+    ) -> None:
         async with self._slots:
             try:
-                await self._perform(automation, run)
+                await self._perform(automation, run, done)
+            except asyncio.CancelledError:
+                run.status, run.error = "running", "interrupted: resumes at the next start"
+                raise
             except Exception as err:  # a bug in an action must not take the runtime down
                 _LOGGER.exception("run %s of %s crashed", run.run_id, automation.id)
                 run.status = "failed"
                 run.error = f"{type(err).__name__}: {err}"
-            finally:
-                run.finished_at = datetime.now(UTC)
-                for listener in self.run_listeners:
-                    listener(run)
+            run.finished_at = datetime.now(UTC)
+            self.store.finish_run(run.run_id, run.status, run.error)
+            for listener in self.run_listeners:
+                listener(run)
 
-    async def _perform(self, automation: AutomationConfig, run: RunRecord) -> None:
+    async def _perform(
+        self, automation: AutomationConfig, run: RunRecord, done: dict[int, dict[str, Any]]
+    ) -> None:
         steps: dict[str, Any] = {}
         variables: dict[str, Any] = {
             "trigger": run.event.variables(),
             "steps": steps,
             "automation": {"id": automation.id, "alias": automation.alias},
         }
-        for index, condition in enumerate(automation.conditions):
-            try:
-                passed = (
-                    condition.render(variables) if isinstance(condition, Template) else condition
-                )
-            except TemplateError as err:
-                run.status, run.error = "failed", f"conditions[{index}]: {err}"
-                return
-            if not passed:
-                run.status = "skipped"
-                run.error = f"conditions[{index}] is false"
-                return
-        for step in automation.actions:
-            record = StepRecord(step_id=step.id, action=step.action)
+        if not done:
+            for index, condition in enumerate(automation.conditions):
+                try:
+                    passed = (
+                        condition.render(variables)
+                        if isinstance(condition, Template)
+                        else condition
+                    )
+                except TemplateError as err:
+                    run.status, run.error = "failed", f"conditions[{index}]: {err}"
+                    return
+                if not passed:
+                    run.status, run.error = "skipped", f"conditions[{index}] is false"
+                    return
+        for index, step in enumerate(automation.actions):
+            if index in done:
+                steps[step.id] = done[index]
+                continue
+            attempt = self.store.step_started(run.run_id, index, step.id, step.action)
+            record = StepRecord(step_id=step.id, action=step.action, attempt=attempt)
             run.steps.append(record)
             try:
-                output = await self._perform_step(run, step, variables)
+                context = ActionContext(self, run, step, index, attempt, variables)
+                output = await self._perform_step(step, context, variables)
             except (TemplateError, vol.Invalid, FinetuningError, ValueError) as err:
                 record.status, record.error = "failed", _describe(step, err)
                 record.finished_at = datetime.now(UTC)
+                self.store.step_finished(run.run_id, index, "failed", error=record.error)
                 run.status, run.error = "failed", record.error
                 self._step_done(run, record)
                 return
             record.status, record.output = "succeeded", output
             record.finished_at = datetime.now(UTC)
+            self.store.step_finished(run.run_id, index, "succeeded", output=output)
             steps[step.id] = dict(output)
             self._step_done(run, record)
         run.status = "succeeded"
@@ -312,18 +457,11 @@ class Runtime:
             listener(run, record)
 
     async def _perform_step(
-        self, run: RunRecord, step: StepConfig, variables: Mapping[str, Any]
+        self, step: StepConfig, context: ActionContext, variables: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         spec = self.registry.actions[step.action]
         options = spec.schema(render(step.options, variables))
-        context = ActionContext(self, run, step, variables)
         return await spec.run(context, options)
-
-
-def _with_submitted(event: Event) -> Event:
-    from dataclasses import replace
-
-    return replace(event, submitted_by_connector=True)
 
 
 def _describe(step: StepConfig, err: Exception) -> str:

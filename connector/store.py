@@ -368,9 +368,6 @@ def encode_json(value: Any) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
-_dumps = encode_json
-
-
 def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
@@ -546,7 +543,7 @@ class Store:
         if event.generation is not None:
             wire = event.generation.to_wire()
             wire["provider"] = event.generation.provider  # excluded from the wire form
-            generation = _dumps(wire)
+            generation = encode_json(wire)
         pairs = list(runs)
         now = self._now()
         with self._transaction(write=True) as db:
@@ -560,7 +557,7 @@ class Store:
                     event.provider,
                     event.source,
                     generation,
-                    _dumps(dict(event.data)),
+                    encode_json(dict(event.data)),
                     int(event.submitted_by_connector),
                     _epoch(event.occurred_at),
                     now,
@@ -720,7 +717,7 @@ class Store:
         """Journal a running step's outcome: succeeded (with its output), failed or skipped."""
         if status not in STEP_STATUSES:
             raise ValueError(f"a step ends succeeded, failed or skipped (got {status!r})")
-        encoded = _dumps(dict(output)) if output is not None else None
+        encoded = encode_json(dict(output)) if output is not None else None
         now = self._now()
         with self._transaction(write=True) as db:
             row = db.execute(
@@ -850,7 +847,7 @@ class Store:
 
     def set_cursor(self, name: str, value: Any) -> None:
         """Save a JSON value under `name`, replacing the previous one."""
-        encoded = _dumps(value)
+        encoded = encode_json(value)
         now = self._now()
         with self._transaction(write=True) as db:
             db.execute(
@@ -931,7 +928,7 @@ class Store:
         look for a generation matching this fingerprint instead of creating a
         second one. A new attempt of the step replaces the intent.
         """
-        encoded = _dumps(dict(fingerprint))
+        encoded = encode_json(dict(fingerprint))
         now = self._now()
         with self._transaction(write=True) as db:
             self._run_status(db, run_id)
@@ -1187,11 +1184,11 @@ def _prepare_directory(directory: Path) -> None:
                 "point state_dir somewhere else",
                 path=directory,
             )
+        mode = stat.S_IMODE(directory.stat().st_mode)
     except OSError as err:
         raise StoreError(
             f"cannot create the state dir {directory}: {err.strerror or err}", path=directory
         ) from err
-    mode = stat.S_IMODE(directory.stat().st_mode)
     if mode & 0o077:
         # A directory the user chose is theirs to manage; the files in it are 0600.
         _LOGGER.warning(

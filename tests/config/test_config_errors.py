@@ -206,6 +206,20 @@ def test_a_trigger_on_a_provider_it_does_not_support() -> None:
     ]
 
 
+def test_a_misspelt_provider_is_left_to_the_schema_message() -> None:
+    assert problems(
+        """
+        automations:
+          - id: a
+            triggers: {trigger: track_completed, provider: TEMPOLOR}
+            actions: {action: generate, tags: lofi, provider: tempolr}
+        """
+    ) == [
+        "automations.yaml, line 5: automations[0].actions.provider: must be one of "
+        "finetuning, tempolor (got 'tempolr')"
+    ]
+
+
 def test_the_load_time_check_of_an_action_refuses_it() -> None:
     assert problems(
         """

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from connector.models import Generation, GenerationStatus
 from connector.registry import ActionSpec, Registry, RegistryError, TriggerSpec, default_registry
 from connector.runtime import RunRecord, Runtime
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
+from connector.store import Store
 
 pytestmark = pytest.mark.e2e
 
@@ -23,6 +25,12 @@ pytestmark = pytest.mark.e2e
 async def sandbox() -> AsyncIterator[SandboxHandle]:
     async with run_sandbox(SandboxConfig(pending_delay=0.01, processing_delay=0.05)) as handle:
         yield handle
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "state") as journal:
+        yield journal
 
 
 @pytest.fixture
@@ -135,7 +143,7 @@ automations:
 
 
 async def test_filters_conditions_and_ordered_steps_with_outputs(
-    sandbox: SandboxHandle, client: FinetuningClient
+    sandbox: SandboxHandle, client: FinetuningClient, store: Store
 ) -> None:
     runtime = Runtime(
         config(
@@ -167,6 +175,7 @@ automations:
 """
         ),
         client,
+        store=store,
     )
     track = (await client.list_generations(status="completed", limit=1)).generations[0]
     event = completed(track.id)
@@ -180,7 +189,7 @@ automations:
     assert run.steps[1].output["succeeded"] == [track.id]
 
 
-async def test_the_same_event_is_dispatched_once(client: FinetuningClient) -> None:
+async def test_the_same_event_is_dispatched_once(client: FinetuningClient, store: Store) -> None:
     runtime = Runtime(
         config(
             """
@@ -195,6 +204,7 @@ automations:
 """
         ),
         client,
+        store=store,
     )
     failed = Event.for_generation(
         Generation(id="gone", status=GenerationStatus.FAILED, error_message="x"), source="poll"
@@ -212,7 +222,7 @@ automations:
 
 
 async def test_a_failing_step_stops_its_run_and_other_runs_carry_on(
-    client: FinetuningClient,
+    client: FinetuningClient, store: Store
 ) -> None:
     runtime = Runtime(
         config(
@@ -243,6 +253,7 @@ automations:
 """
         ),
         client,
+        store=store,
     )
     await runtime.submit_event(completed("some-track"))
     runs = {r.automation_id: r for r in await runs_of(runtime)}
@@ -255,7 +266,7 @@ automations:
 
 
 async def test_a_rendered_value_out_of_range_fails_with_the_field_message(
-    client: FinetuningClient, sandbox: SandboxHandle
+    client: FinetuningClient, sandbox: SandboxHandle, store: Store
 ) -> None:
     runtime = Runtime(
         config(
@@ -270,6 +281,7 @@ automations:
 """
         ),
         client,
+        store=store,
     )
     before = len(sandbox.sandbox.requests)
     await runtime.submit_event(completed("t1"))
@@ -280,7 +292,7 @@ automations:
     assert len(sandbox.sandbox.requests) == before  # no credit spent
 
 
-async def test_concurrent_runs_respect_the_limit(client: FinetuningClient) -> None:
+async def test_concurrent_runs_respect_the_limit(client: FinetuningClient, store: Store) -> None:
     runtime = Runtime(
         config(
             """
@@ -297,17 +309,18 @@ automations:
 """
         ),
         client,
+        store=store,
     )
     active = 0
     peak = 0
     original = runtime._perform
 
-    async def counting(automation: Any, run: RunRecord) -> None:
+    async def counting(automation: Any, run: RunRecord, done: Any) -> None:
         nonlocal active, peak
         active += 1
         peak = max(peak, active)
         await asyncio.sleep(0.01)
-        await original(automation, run)
+        await original(automation, run, done)
         active -= 1
 
     runtime._perform = counting  # type: ignore[method-assign]
@@ -323,7 +336,7 @@ automations:
 
 
 async def test_generate_with_wait_feeds_the_next_step_and_marks_the_track_as_ours(
-    sandbox: SandboxHandle, client: FinetuningClient
+    sandbox: SandboxHandle, client: FinetuningClient, store: Store
 ) -> None:
     runtime = Runtime(
         config(
@@ -354,6 +367,7 @@ automations:
 """
         ),
         client,
+        store=store,
     )
     both_done = asyncio.Event()
     runtime.run_listeners.append(

@@ -14,7 +14,7 @@ import pytest
 
 from connector.events import SCHEDULE, Event
 from connector.models import Generation
-from connector.store import SCHEMA_VERSION, Store, StoreError
+from connector.store import SCHEMA_VERSION, Store, StoreError, encode_json
 
 
 class FakeClock:
@@ -190,7 +190,8 @@ def test_steps_resume_after_a_crash(state_dir: Path, clock: FakeClock) -> None:
     event = completed()
     with Store.open(state_dir, clock=clock) as first:
         first.record_event(event, runs=[("r1", "auto")])
-        assert first.step_started("r1", 0, "gen", "generate", '{"tags": "lofi"}') == 1
+        options = encode_json({"tags": "lofi", "at": datetime(2026, 1, 1, tzinfo=UTC)})
+        assert first.step_started("r1", 0, "gen", "generate", options) == 1
         first.step_finished("r1", 0, "succeeded", {"id": "gen_2", "when": datetime(2026, 1, 1)})
         assert first.step_started("r1", 1, "add", "add_to_playlist") == 1
         # The process dies here: step 1 never finishes, the run never ends.
@@ -203,7 +204,7 @@ def test_steps_resume_after_a_crash(state_dir: Path, clock: FakeClock) -> None:
             (0, "succeeded", 1),
             (1, "running", 1),
         ]
-        assert run.steps[0].options == {"tags": "lofi"}
+        assert run.steps[0].options == {"tags": "lofi", "at": "2026-01-01T00:00:00+00:00"}
         assert run.steps[0].output == {"id": "gen_2", "when": "2026-01-01T00:00:00"}
         assert run.steps[1].finished_at is None
         with pytest.raises(ValueError, match="already succeeded"):
@@ -450,6 +451,31 @@ def test_concurrent_record_event_says_new_exactly_once_per_key(state_dir: Path) 
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_processes_opening_a_new_file_at_once_migrate_it_once(state_dir: Path) -> None:
+    opened: list[Store] = []
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def open_it() -> None:
+        try:
+            barrier.wait()
+            opened.append(Store.open(state_dir))
+        except BaseException as err:  # surfaced in the main thread below
+            failures.append(err)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert [store.record_event(schedule_event(f"s{i}")) for i, store in enumerate(opened)] == [
+        True
+    ] * 4
+    for store in opened:
+        store.close()
 
 
 def test_files_are_private(state_dir: Path) -> None:
