@@ -11,7 +11,7 @@ import voluptuous as vol
 from connector.media import DEFAULT_ARTIST, DEFAULT_PATH_TEMPLATE, SIDECARS, download_track
 from connector.models import Generation, GenerationStatus
 from connector.registry import ActionSpec
-from connector.validation import templatable
+from connector.validation import one_of, templatable
 
 if TYPE_CHECKING:
     from connector.runtime import ActionContext
@@ -31,19 +31,33 @@ def check(options: Mapping[str, Any]) -> None:
         raise vol.Invalid(f"library folder {library!r} does not exist (create it or mount it)")
 
 
-async def _generation(context: ActionContext, track: str | None) -> Generation:
+async def _generation(
+    context: ActionContext, track: str | None, provider: str
+) -> tuple[Generation, str | None]:
+    """The full record of the track, and for TemPolor a fresh (expiring) download link."""
     event_generation = context.event.generation
     if track is None:
         if event_generation is None:
             raise vol.Invalid("no track: set 'track' (this trigger carries no generation)")
         track = event_generation.id
+    if provider == "tempolor":
+        job = await context.tempolor.get_job(track)
+        generation = job.to_generation()
+        if generation.status is not GenerationStatus.COMPLETED:
+            return generation, None
+        link = await context.tempolor.get_download_url(track, "mp3")
+        return generation, link.url
     # The event may come from a webhook payload without a title: read the full record.
-    return await context.finetuning.get_generation(track)
+    return await context.finetuning.get_generation(track), None
 
 
 async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
     """Download, tag and file the track; a track already in the library is not fetched again."""
-    generation = await _generation(context, options.get("track"))
+    event_generation = context.event.generation
+    provider = options.get("provider") or (
+        event_generation.provider if event_generation else "finetuning"
+    )
+    generation, audio_url = await _generation(context, options.get("track"), provider)
     if generation.status is not GenerationStatus.COMPLETED:
         raise vol.Invalid(f"track {generation.id} is {generation.status.value}, not completed")
     result = await download_track(
@@ -55,6 +69,7 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
         album_artist=options.get("album_artist"),
         also_write=options["also_write"],
         lyrics=options.get("lyrics"),
+        audio_url=audio_url,
     )
     return {
         "path": str(result.path),
@@ -74,6 +89,9 @@ ACTION = ActionSpec(
     schema=vol.Schema(
         {
             vol.Required("library", description="library folder (must exist)"): str,
+            vol.Optional(
+                "provider", description="finetuning or tempolor (default: the trigger's)"
+            ): one_of("finetuning", "tempolor"),
             vol.Optional("track", description="track id (default: the trigger's)"): templatable(
                 str
             ),
@@ -100,5 +118,6 @@ ACTION = ActionSpec(
     example={"action": "download_track", "library": "/srv/music", "album": "Focus Beats"},
     run=run,
     check=check,
+    providers=frozenset({"finetuning", "tempolor"}),
     output_example={"path": "/srv/music/Finetuning/Focus Beats/Lofi Chill Piano.mp3"},
 )

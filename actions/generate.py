@@ -14,6 +14,7 @@ from connector import models
 from connector.exceptions import GenerationOutcomeUnknownError
 from connector.models import Generation, GenerationRequest
 from connector.registry import ActionSpec
+from connector.tempolor_models import TempolorJob
 from connector.validation import number_range, one_of, templatable
 
 if TYPE_CHECKING:
@@ -37,6 +38,39 @@ def _text(limit: int) -> Any:
     return vol.All(str, vol.Length(max=limit, msg=f"must be at most {limit} characters"))
 
 
+FINETUNING_ONLY = ("duration", "language", "timesignature", "seed")
+TEMPOLOR_ONLY = ("instrumental", "model", "tonality", "chords")
+
+
+def check(options: Mapping[str, Any]) -> None:
+    """Options the chosen provider does not have are refused at load time, by name."""
+    provider = options.get("provider", "finetuning")
+    if provider == "tempolor":
+        extra = [name for name in FINETUNING_ONLY if name in options]
+        if extra:
+            raise vol.Invalid(f"{', '.join(extra)}: not available for provider 'tempolor'")
+        bpm = options.get("bpm")
+        if isinstance(bpm, int | float) and not 50 <= bpm <= 190:
+            raise vol.Invalid(f"bpm: must be between 50 and 190 for TemPolor (got {bpm})")
+        if not options.get("instrumental") and any(n in options for n in ("bpm", "tonality")):
+            raise vol.Invalid("bpm and tonality: TemPolor takes them for instrumentals only")
+        model = options.get("model")
+        song_models, instrumental_models = ("v3", "v3.5"), ("i3", "i3.5 beta")
+        allowed = instrumental_models if options.get("instrumental") else song_models
+        if model is not None and model not in allowed:
+            raise vol.Invalid(f"model: must be one of {', '.join(allowed)} (got {model!r})")
+    else:
+        extra = [name for name in TEMPOLOR_ONLY if name in options and name != "instrumental"]
+        if options.get("instrumental"):
+            extra.insert(0, "instrumental")
+        if extra:
+            raise vol.Invalid(f"{', '.join(extra)}: only available for provider 'tempolor'")
+        bpm = options.get("bpm")
+        low, high = models.BPM_RANGE
+        if isinstance(bpm, int | float) and not low <= bpm <= high:
+            raise vol.Invalid(f"bpm: must be between {low} and {high} (got {bpm})")
+
+
 async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
     """Submit (one credit) at most once per step, tell ingress, and wait if asked to.
 
@@ -45,6 +79,8 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
     the outcome unknown, the generation the intent describes is looked for
     among recent ones before anything is submitted again.
     """
+    if options["provider"] == "tempolor":
+        return await _tempolor(context, options)
     fields = {name: options[name] for name in REQUEST_FIELDS if options.get(name) is not None}
     intent = context.intent() if context.resuming else None
     if intent is None:
@@ -77,6 +113,65 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
     }
 
 
+async def _tempolor(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    """TemPolor: a song (with lyrics) or an instrumental; `replyRef` identifies the step,
+    so an unknown outcome is reconciled by finding the job that carries it."""
+    client = context.tempolor
+    reference = f"ftconnect:{context.run.run_id}:{context.step_index}"
+    job = await _find_job(context, reference) if context.resuming else None
+    if job is None:
+        fields: dict[str, Any] = {"prompt": options["tags"], "replyRef": reference}
+        webhook = context.webhook_url("tempolor")
+        if webhook:
+            fields["replyUrl"] = webhook
+        context.record_intent({"replyRef": reference, "at": time.time()})
+        try:
+            if options["instrumental"]:
+                for name in ("bpm", "chords", "tonality"):
+                    if options.get(name) is not None:
+                        fields[name] = options[name]
+                if options.get("key") and options.get("scale") and "tonality" not in fields:
+                    fields["tonality"] = f"{options['key']}:{options['scale']}"
+                if options.get("model"):
+                    fields["model_instrumental"] = options["model"]
+                jobs = await client.create_instrumental(**fields)
+            else:
+                if options.get("lyrics"):
+                    fields["lyrics"] = options["lyrics"]
+                if options.get("model"):
+                    fields["model_song"] = options["model"]
+                jobs = await client.create_song(**fields)
+        except GenerationOutcomeUnknownError:
+            job = await _find_job(context, reference)
+            if job is None:
+                raise
+        else:
+            job = jobs[0]
+    generation = job.to_generation()
+    context.submitted(generation)
+    if options["wait"] and not generation.is_terminal:
+        job = await client.wait_for_job(generation.id, timeout=options["wait_timeout"])
+        generation = job.to_generation()
+    return {
+        "id": generation.id,
+        "status": generation.status.value,
+        "credits_remaining": None,
+        "generation": generation.to_wire(),
+    }
+
+
+async def _find_job(context: ActionContext, reference: str) -> TempolorJob | None:
+    """The TemPolor job an earlier attempt of this step created (it carries `replyRef`)."""
+    intent = context.intent() or {}
+    since = datetime.fromtimestamp(float(intent.get("at", time.time())) - CLOCK_SKEW, UTC)
+    async for job in context.tempolor.iter_jobs():
+        if job.reply_ref == reference:
+            return job
+        if job.created_at is not None and job.created_at < since:
+            return None
+    return None
+
+
 async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation | None:
     """The generation an intent describes, among those created since (same tags and seed)."""
     since = datetime.fromtimestamp(float(intent["at"]) - CLOCK_SKEW, UTC)
@@ -101,8 +196,20 @@ ACTION = ActionSpec(
     "`track_completed` / `generation_failed` like any other.",
     schema=vol.Schema(
         {
-            vol.Optional("provider", default="finetuning", description="finetuning"): one_of(
-                "finetuning"
+            vol.Optional(
+                "provider", default="finetuning", description="finetuning or tempolor"
+            ): one_of("finetuning", "tempolor"),
+            vol.Optional(
+                "instrumental", default=False, description="TemPolor: an instrumental, not a song"
+            ): bool,
+            vol.Optional("model", description="TemPolor: v3, v3.5 (songs); i3, i3.5 beta"): one_of(
+                "v3", "v3.5", "i3", "i3.5 beta"
+            ),
+            vol.Optional("tonality", description="TemPolor instrumentals: e.g. F:minor"): (
+                templatable(str)
+            ),
+            vol.Optional("chords", description="TemPolor instrumentals: chords, max 200"): (
+                templatable(_text(200))
             ),
             vol.Required("tags", description="music description, max 700 characters"): templatable(
                 _text(models.TAGS_MAX)
@@ -113,9 +220,9 @@ ACTION = ActionSpec(
             vol.Optional("duration", description="seconds, 5-210 (default 60)"): templatable(
                 number_range(*models.DURATION_RANGE, " seconds")
             ),
-            vol.Optional("bpm", description="tempo, 60-200 (default 120)"): templatable(
-                number_range(*models.BPM_RANGE)
-            ),
+            vol.Optional(
+                "bpm", description="tempo, 60-200 (TemPolor instrumentals: 50-190)"
+            ): templatable(number_range(50, 200)),
             vol.Optional("language", description="vocal language"): templatable(
                 one_of(*models.LANGUAGES)
             ),
@@ -147,6 +254,7 @@ ACTION = ActionSpec(
         "wait": True,
     },
     run=run,
-    providers=frozenset({"finetuning"}),
+    check=check,
+    providers=frozenset({"finetuning", "tempolor"}),
     output_example={"id": "…", "status": "completed", "credits_remaining": 1952, "generation": {}},
 )

@@ -79,7 +79,7 @@ ACTION = ActionSpec(
     example={
         "action": "notify_webhook",
         "url": "http://homeassistant.local:8123/api/webhook/new_track",
-        "secret": "!secret ha_webhook_secret",
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     },
     run=run,
     providers=frozenset({"finetuning", "tempolor"}),

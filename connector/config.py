@@ -926,6 +926,9 @@ class _Validator:
                     f"{step.id!r} is already the id of {first.path} (line {first.line})",
                 )
             step_ids.setdefault(step.id, step)
+        self.providers_agree(
+            [t for t in triggers if t is not None], [s for s in actions if s is not None]
+        )
         if len(self.problems.items) > before or automation_id is None:
             return None
         return AutomationConfig(
@@ -1173,6 +1176,25 @@ class _Validator:
         provider = options.get("provider", default)
         if isinstance(provider, str) and provider not in spec.providers:
             self._provider_problem(spec, provider, raw.key_lines.get("provider", line), path)
+
+    def providers_agree(self, triggers: list[TriggerConfig], steps: list[StepConfig]) -> None:
+        """An automation whose triggers fire only for one provider cannot use actions that
+        provider lacks (TemPolor has no playlists): refuse it now, not at run time."""
+        providers = {t.options.get("provider") for t in triggers}
+        if len(providers) != 1 or None in providers:
+            return
+        (provider,) = providers
+        for step in steps:
+            spec = self.registry.actions.get(step.action)
+            if spec is None or "provider" in step.options or provider in spec.providers:
+                continue
+            self.add(
+                step.line,
+                step.path,
+                f"{step.action!r} is not available for provider {provider!r} "
+                f"(only {', '.join(sorted(spec.providers))}), and every trigger of this "
+                f"automation fires only for {provider!r} generations",
+            )
 
     def _provider_problem(
         self, spec: TriggerSpec | ActionSpec, provider: str, line: int | None, path: str

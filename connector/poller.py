@@ -26,12 +26,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client import FinetuningClient
 from .events import Event, generation_event_key
 from .exceptions import FinetuningError
 from .models import Generation
+
+if TYPE_CHECKING:
+    from .tempolor import TempolorClient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -200,3 +203,56 @@ class GenerationPoller:
             return 0
         event = Event.for_generation(generation, source="poll", submitted_by_connector=ours)
         return 1 if await self.fire(event) else 0
+
+
+class TempolorJobPoller:
+    """Polls the TemPolor jobs this connector submitted, by id, until each is final.
+
+    useapi.net has no list that could replace this, and the callback
+    (`replyUrl`) is fire-once like Finetuning's webhook: this is the safety net.
+    """
+
+    def __init__(
+        self,
+        client: TempolorClient,
+        fire: Fire,
+        pending: Callable[[], list[str]],
+        *,
+        interval: float = 3.0,
+    ) -> None:
+        self.client = client
+        self.fire = fire
+        self.pending = pending
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self.last_success: float | None = None
+
+    def wake(self) -> None:
+        """A job was just submitted: look sooner."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Tick until cancelled; a failed lookup is logged and retried at the next tick."""
+        while True:
+            self._wake.clear()
+            await self.poll_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+
+    async def poll_once(self) -> int:
+        """Look at every pending job once; returns how many events it handed over."""
+        fired = 0
+        for job_id in self.pending():
+            try:
+                job = await self.client.get_job(job_id)
+            except FinetuningError as err:
+                _LOGGER.warning("TemPolor job %s: %s", job_id, err)
+                continue
+            if not job.is_final:
+                continue
+            event = Event.for_generation(
+                job.to_generation(), source="poll", submitted_by_connector=True
+            )
+            fired += 1 if await self.fire(event) else 0
+        self.last_success = time.monotonic()
+        return fired

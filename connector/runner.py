@@ -15,8 +15,9 @@ import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .client import DEFAULT_BASE_URL, FinetuningClient
 from .config import ConfigError, ConnectorConfig, load_config
@@ -26,6 +27,9 @@ from .registry import Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
 from .store import Store
 from .templates import Template
+
+if TYPE_CHECKING:
+    from .tempolor import TempolorClient
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
 
@@ -73,10 +77,34 @@ def _summarise(output: dict[str, object]) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+@dataclass
+class Connections:
+    """What a runtime needs: the clients and the journal."""
+
+    finetuning: FinetuningClient
+    store: Store
+    tempolor: TempolorClient | None = None
+
+
 @contextlib.asynccontextmanager
-async def open_client(
-    config: ConnectorConfig, out: TextIO
-) -> AsyncIterator[tuple[FinetuningClient, Store]]:
+async def _tempolor(
+    token: str | None, base_url: str | None
+) -> AsyncIterator[TempolorClient | None]:
+    if not token:
+        yield None
+        return
+    from .tempolor import TempolorClient
+
+    if base_url:
+        async with TempolorClient(token, base_url=base_url) as client:
+            yield client
+    else:
+        async with TempolorClient(token) as client:
+            yield client
+
+
+@contextlib.asynccontextmanager
+async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[Connections]:
     """The configured client and journal, or the embedded sandbox's when no key is set.
 
     The embedded sandbox starts empty every time, so its journal is a fresh
@@ -86,9 +114,14 @@ async def open_client(
     api_key = config.finetuning.api_key
     if api_key:
         base_url = config.finetuning.base_url or DEFAULT_BASE_URL
+        token = config.tempolor.api_key if config.tempolor else None
+        tempolor_url = config.tempolor.base_url if config.tempolor else None
         with Store.open(config.state_dir) as store:
-            async with FinetuningClient(api_key, base_url=base_url) as client:
-                yield client, store
+            async with (
+                FinetuningClient(api_key, base_url=base_url) as client,
+                _tempolor(token, tempolor_url) as tempolor_client,
+            ):
+                yield Connections(client, store, tempolor_client)
         return
     from .sandbox import SandboxConfig, run_sandbox
 
@@ -103,8 +136,11 @@ async def open_client(
             tempfile.TemporaryDirectory(prefix="ftconnect-") as state_dir,
             Store.open(state_dir) as store,
         ):
-            async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
-                yield client, store
+            async with (
+                FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client,
+                _tempolor(sandbox.tempolor_token, sandbox.tempolor_url) as tempolor_client,
+            ):
+                yield Connections(client, store, tempolor_client)
 
 
 async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdout) -> int:
@@ -123,8 +159,13 @@ async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdo
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with open_client(config, out) as (client, store):
-        runtime = Runtime(config, client, store=store)
+    async with open_client(config, out) as connections:
+        runtime = Runtime(
+            config,
+            connections.finetuning,
+            store=connections.store,
+            tempolor=connections.tempolor,
+        )
         watch(runtime, out)
         if config.webhook is None:
             print(

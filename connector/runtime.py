@@ -35,13 +35,14 @@ from .config import AutomationConfig, ConnectorConfig, StepConfig
 from .events import Event
 from .exceptions import FinetuningError
 from .models import Generation
-from .poller import GenerationPoller, PollerState
+from .poller import GenerationPoller, PollerState, TempolorJobPoller
 from .registry import Registry, default_registry
 from .store import RunRow, Store
 from .templates import Template, TemplateError, render
 
 if TYPE_CHECKING:
     from .listener import WebhookListener
+    from .tempolor import TempolorClient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -130,6 +131,17 @@ class ActionContext:
         return self.runtime.finetuning
 
     @property
+    def tempolor(self) -> TempolorClient:
+        """The TemPolor client; a clear error when the file has no `tempolor:` section."""
+        if self.runtime.tempolor is None:
+            raise FinetuningError(
+                "this step uses TemPolor, but the automations file has no 'tempolor:' section "
+                "with an api_token",
+                code="PROVIDER_NOT_CONFIGURED",
+            )
+        return self.runtime.tempolor
+
+    @property
     def resuming(self) -> bool:
         """An earlier attempt of this step may have taken effect (a crash cut it short)."""
         return self.attempt > 1
@@ -174,9 +186,12 @@ class Runtime:
         *,
         registry: Registry | None = None,
         store: Store | None = None,
+        tempolor: TempolorClient | None = None,
     ) -> None:
         self.config = config
         self.finetuning = finetuning
+        self.tempolor = tempolor
+        self.tempolor_poller: TempolorJobPoller | None = None
         self.registry = registry or default_registry()
         self._store = store
         self._owns_store = store is None
@@ -229,6 +244,14 @@ class Runtime:
             self._resume(row)
         await self.poller.poll_once()  # seeds on first start, catches up after a restart
         self._spawn_source(self.poller.run(), "poller")
+        if self.tempolor is not None:
+            self.tempolor_poller = TempolorJobPoller(
+                self.tempolor,
+                self.submit_event,
+                lambda: [p.generation_id for p in store.pending("tempolor")],
+                interval=self.config.poll.active_interval,
+            )
+            self._spawn_source(self.tempolor_poller.run(), "tempolor-poller")
         self._spawn_source(self._prune_periodically(), "retention")
         for automation in self.config.automations:
             if not automation.enabled:
@@ -318,7 +341,10 @@ class Runtime:
     def note_submission(self, generation: Generation, *, run_id: str | None = None) -> None:
         """A generation this connector submitted: remember it as ours and poll fast."""
         self.store.add_pending(generation.provider, generation.id, generation.created_at, run_id)
-        if self.poller is not None:
+        if generation.provider == "tempolor":
+            if self.tempolor_poller is not None:
+                self.tempolor_poller.wake()
+        elif self.poller is not None:
             self.poller.track(generation)
 
     async def submit_event(self, event: Event, *, only_automation: str | None = None) -> bool:
