@@ -91,6 +91,8 @@ class _Redactor:
             quote_plus(token, safe=""),
             # How yarl writes it into a query string (what a request line carries).
             URL.build(query={"token": token}).raw_query_string.removeprefix("token="),
+            # How it shows inside a bytes repr, as aiohttp's parser errors quote request lines.
+            repr(token.encode("utf-8", "surrogatepass"))[2:-1],
         }
         # Longest first, so a spelling that contains another is replaced whole.
         self._spellings = sorted((s for s in spellings if s), key=len, reverse=True)
@@ -332,7 +334,12 @@ class WebhookListener:
         try:
             return await handler(request)
         except _Reject as reject:
-            return _json({"error": reject.reason}, reject.status)
+            response = _json({"error": reject.reason}, reject.status)
+            if request.content.exception() is not None:
+                # The body stream is broken (say, undecodable gzip): aiohttp drops the
+                # connection after this answer, so tell the client not to reuse it.
+                response.force_close()
+            return response
         except web.HTTPException as exc:
             # The router's 404 and 405, as JSON; 405 keeps its Allow header.
             status = exc.status if exc.status < 500 else 503
@@ -348,12 +355,14 @@ class WebhookListener:
             return _json({"error": "internal error, retry later"}, 503)
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        """`{"status": "ok", **health()}`; a failing `health()` is the guard's 503."""
         body: dict[str, Any] = {"status": "ok"}
         if self._health is not None:
             body.update(self._health())
         return _json(body, 200)
 
     async def _finetuning(self, request: web.Request) -> web.Response:
+        """POST /hooks/finetuning: the generation itself, completed or failed."""
         self._authorize(request, "finetuning")
         data = _load_json(await self._read_body(request))
         try:
@@ -366,6 +375,7 @@ class WebhookListener:
         return await self._deliver(generation)
 
     async def _tempolor(self, request: web.Request) -> web.Response:
+        """POST /hooks/tempolor: the job; 202 and nothing recorded while it is not final."""
         self._authorize(request, "tempolor")
         data = _load_json(await self._read_body(request))
         try:
