@@ -167,6 +167,17 @@ async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdo
             tempolor=connections.tempolor,
         )
         watch(runtime, out)
+        if (
+            config.webhook is not None
+            and config.webhook.public_url is None
+            and config.finetuning.api_key
+        ):
+            print(
+                "webhook.public_url is not set: the listener runs, but providers are not told "
+                "about it (the service only calls public https URLs); relying on polling.",
+                file=out,
+                flush=True,
+            )
         if config.webhook is None:
             print(
                 "No webhook section: relying on polling alone "

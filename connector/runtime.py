@@ -149,8 +149,7 @@ class ActionContext:
     @property
     def allow_local_webhook(self) -> bool:
         """Loopback webhooks are fine when the API itself is on loopback (the sandbox)."""
-        host = self.runtime.finetuning.base_url.host or ""
-        return host in ("127.0.0.1", "localhost", "::1")
+        return _is_loopback(self.runtime.finetuning.base_url.host)
 
     def webhook_url(self, provider: str = "finetuning") -> str | None:
         """Where providers should send results of what this step submits."""
@@ -336,7 +335,12 @@ class Runtime:
         """Where providers should post results; None while polling alone."""
         if self.listener is None or self.config.webhook is None:
             return None
-        return self.listener.hook_url(provider, self.config.webhook.public_url)
+        public_url = self.config.webhook.public_url
+        if public_url is None and not _is_loopback(self.finetuning.base_url.host):
+            # The real service only calls public https URLs: without public_url the
+            # listener's local address would be refused, so rely on polling.
+            return None
+        return str(self.listener.hook_url(provider, public_url))
 
     def note_submission(self, generation: Generation, *, run_id: str | None = None) -> None:
         """A generation this connector submitted: remember it as ours and poll fast."""
@@ -488,6 +492,10 @@ class Runtime:
         spec = self.registry.actions[step.action]
         options = spec.schema(render(step.options, variables))
         return await spec.run(context, options)
+
+
+def _is_loopback(host: str | None) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def _describe(step: StepConfig, err: Exception) -> str:
