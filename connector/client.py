@@ -132,7 +132,40 @@ def _int_header(headers: Any, name: str) -> int | None:
         return None
 
 
-class FinetuningClient:
+class SessionOwner:
+    """Session ownership shared by the API clients.
+
+    A session passed in is used and never closed (a closed one is an error:
+    retrying cannot help); one the client makes itself is closed by `close()`
+    and `async with`.
+    """
+
+    _session: aiohttp.ClientSession | None
+    _owns_session: bool
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session if the client made it."""
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise FinetuningError(
+                    "the session passed to the client is closed", code="SESSION_CLOSED"
+                )
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+
+class FinetuningClient(SessionOwner):
     """Client for the Finetuning.ai public API v1.2 (every endpoint).
 
     A session passed in is used and never closed; one the client makes itself
@@ -184,28 +217,6 @@ class FinetuningClient:
     def api_key_hint(self) -> str:
         """The redacted key, for diagnostics."""
         return redact_key(self._api_key)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session if the client made it."""
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            if not self._owns_session:
-                # Not a connection error: retrying cannot help.
-                raise FinetuningError(
-                    "the session passed to the client is closed", code="SESSION_CLOSED"
-                )
-            self._session = aiohttp.ClientSession()
-        return self._session
 
     # -- transport ---------------------------------------------------------------------
 

@@ -22,13 +22,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from .client import (
     _RETRYABLE_STATUSES,
+    SessionOwner,
     _may_have_taken_effect,
     _model,
     _NotSent,
@@ -122,7 +123,7 @@ class TempolorJobTimeoutError(GenerationTimeoutError):
         self.args = (self.message,)
 
 
-class TempolorClient:
+class TempolorClient(SessionOwner):
     """Client for TemPolor through useapi.net (songs, instrumentals, jobs, downloads).
 
     A session passed in is used and never closed; one the client makes itself
@@ -166,25 +167,6 @@ class TempolorClient:
     def api_token_hint(self) -> str:
         """The redacted token, for diagnostics."""
         return redact_token(self._api_token)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session if the client made it."""
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            if not self._owns_session:
-                raise FinetuningConnectionError("the session passed to the client is closed")
-            self._session = aiohttp.ClientSession()
-        return self._session
 
     # -- transport ---------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from ft_client_support import FakeClock, load_fixture, request_count, sent, sent
 
 from connector.exceptions import (
     AuthenticationError,
-    FinetuningConnectionError,
     FinetuningError,
     FinetuningTimeoutError,
     GenerationOutcomeUnknownError,
@@ -169,7 +168,7 @@ async def test_a_closed_session_passed_in_is_a_clear_error() -> None:
     await session.close()
     api = TempolorClient(TOKEN, session=session, sleep=FakeClock().sleep)
 
-    with pytest.raises(FinetuningConnectionError, match="session passed to the client is closed"):
+    with pytest.raises(FinetuningError, match="session passed to the client is closed"):
         await api.get_job(JOB_ID)
     assert api.requests_sent == 0
 
