@@ -289,7 +289,7 @@ class FinetuningClient(SessionOwner):
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        await budget.acquire()
+        used_at_send = await budget.acquire()
         released = False
         self.requests_sent += 1
         try:
@@ -307,7 +307,9 @@ class FinetuningClient(SessionOwner):
                         # Retry-After says exactly when to resume; phantom slots
                         # would hold the budget for a whole window instead.
                         remaining = None
-                    budget.observe(_int_header(response.headers, "X-RateLimit-Limit"), remaining)
+                    budget.observe(
+                        _int_header(response.headers, "X-RateLimit-Limit"), remaining, used_at_send
+                    )
                     content_type = response.content_type
         except TimeoutError as err:
             raise FinetuningTimeoutError(

@@ -38,6 +38,7 @@ import re
 import string
 import tempfile
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -896,6 +897,22 @@ def _check_arguments(also_write: Sequence[str], max_bytes: int, timeout: float) 
     return kinds
 
 
+# A ".part" file last written before this process started belongs to a process that
+# died mid-download (SIGKILL skips every clean-up): it can only be litter.
+_PROCESS_STARTED = time.time()
+
+
+def _sweep_leftovers(directory: Path) -> None:
+    """Delete temporary files that a killed process left in `directory`."""
+    for leftover in directory.glob(".ft-*.part"):
+        try:
+            if leftover.stat().st_mtime < _PROCESS_STARTED:
+                leftover.unlink()
+                _LOGGER.info("removed %s, left by an interrupted download", leftover.name)
+        except FileNotFoundError:
+            continue  # another download finished or cleaned it meanwhile
+
+
 async def download_track(
     generation: Generation,
     library: Path | str,
@@ -985,6 +1002,7 @@ async def download_track(
         _LOGGER.debug("generation %s is already in %s", generation.id, existing)
         return await _result(existing, True, kinds, generation, tags)
 
+    await _in_thread(lambda: _sweep_leftovers(directory))
     try:
         # Hidden (".") and marked unfinished (".part") for anyone looking at the folder.
         fd, temp_name = await _in_thread(

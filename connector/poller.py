@@ -126,12 +126,15 @@ class GenerationPoller:
         """Tick until cancelled; a failed tick is logged and retried at the next one."""
         while True:
             self._wake.clear()
+            started = time.monotonic()
             try:
                 await self.poll_once()
             except FinetuningError as err:
                 _LOGGER.warning("poll failed, will retry: %s", err)
+            # The period is the interval, not the interval plus the tick's own time.
+            remaining = self.interval - (time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, remaining))
 
     async def poll_once(self) -> int:
         """One tick; returns how many new events it handed over."""

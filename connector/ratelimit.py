@@ -74,13 +74,15 @@ class RateBudget:
                 wait = max(wait, min(0.05, self.window))
         return wait
 
-    async def acquire(self) -> None:
-        """Wait until a slot is free and take it. Callers are served in arrival order."""
+    async def acquire(self) -> int:
+        """Wait until a slot is free and take it; returns the slots used at that moment
+        (this one included), for `observe`. Callers are served in arrival order."""
         async with self._lock:
             while (wait := self.delay()) > 0:
                 self.waited += wait
                 await self._sleep(wait)
             self._in_flight += 1
+            return self.used
 
     def release(self) -> None:
         """The answer to a request has arrived: its slot frees one window from now."""
@@ -95,19 +97,21 @@ class RateBudget:
         finally:
             self.release()
 
-    def observe(self, limit: int | None, remaining: int | None) -> None:
+    def observe(self, limit: int | None, remaining: int | None, used_at_send: int) -> None:
         """Take the server's `X-RateLimit-*` view into account.
 
-        Called after `release()` for the same request. When the server has
-        counted more requests than we have (another program shares the key),
-        add phantom slots that free one window from now.
+        Called after `release()` for the same request, with what `acquire()`
+        returned for it. The server counted when it admitted the request, so it
+        is compared with our count at send time (slots may have expired since).
+        When the server has counted more (another program shares the key), add
+        phantom slots that free one window from now.
         """
         if limit is not None and 0 < limit < self.limit:
             self.limit = limit
         if remaining is None:
             return
         server_used = self.limit - max(0, remaining)
-        missing = server_used - self.used
+        missing = server_used - used_at_send
         expiry = self._clock() + self.window
         for _ in range(max(0, missing)):
             heapq.heappush(self._releases, expiry)

@@ -156,8 +156,13 @@ class ActionContext:
         return self.runtime.webhook_url(provider)
 
     def record_intent(self, fingerprint: Mapping[str, Any]) -> None:
-        """Journal what is about to be submitted, before sending it."""
+        """Journal what is about to be submitted, before sending it.
+
+        Until the step ends, a generation matching the intent counts as ours even
+        if a webhook or the poller sees it finish before the step hears back.
+        """
         self.runtime.store.record_intent(self.run.run_id, self.step_index, fingerprint)
+        self.runtime.open_intent(fingerprint, self.run.run_id, self.step_index)
 
     def intent(self) -> Mapping[str, Any] | None:
         """What an earlier attempt of this step meant to submit, if it got that far."""
@@ -201,6 +206,8 @@ class Runtime:
         self.step_listeners: list[StepListener] = []
         self.event_listeners: list[EventListener] = []
         self._automations = {a.id: a for a in config.automations}
+        # Submissions whose outcome is not known yet: intent key -> (run id, step index).
+        self._open_intents: dict[tuple[Any, ...], tuple[str, int]] = {}
         self._slots = asyncio.Semaphore(max(1, config.max_concurrent_runs))
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._source_tasks: list[asyncio.Task[None]] = []
@@ -236,10 +243,19 @@ class Runtime:
             state.submitted.add(pending.generation_id)
             if pending.created_at is not None:
                 state.in_progress.setdefault(pending.generation_id, pending.created_at)
+        unfinished = store.unfinished_runs()
+        # Before anything can see them finish: generations that steps cut short by a
+        # crash may have submitted are ours, whatever notices them first.
+        for row in unfinished:
+            for step in row.steps:
+                if step.status == "running":
+                    intent = store.intent(row.run_id, step.step_index)
+                    if intent is not None:
+                        self.open_intent(intent, row.run_id, step.step_index)
         self._accepting = True
         if self.config.webhook is not None:
             await self._start_listener()
-        for row in store.unfinished_runs():
+        for row in unfinished:
             self._resume(row)
         await self.poller.poll_once()  # seeds on first start, catches up after a restart
         self._spawn_source(self.poller.run(), "poller")
@@ -342,6 +358,22 @@ class Runtime:
             return None
         return str(self.listener.hook_url(provider, public_url))
 
+    def open_intent(self, intent: Mapping[str, Any], run_id: str, step_index: int) -> None:
+        """Remember a submission whose outcome is not known yet (see `_is_ours`)."""
+        key = _intent_key(intent)
+        if key is not None:
+            self._open_intents[key] = (run_id, step_index)
+
+    def _close_intents(self, run_id: str, step_index: int) -> None:
+        for key, owner in list(self._open_intents.items()):
+            if owner == (run_id, step_index):
+                del self._open_intents[key]
+
+    def _is_ours(self, generation: Generation) -> bool:
+        if self.store.is_submitted(generation.provider, generation.id):
+            return True
+        return _generation_key(generation) in self._open_intents
+
     def note_submission(self, generation: Generation, *, run_id: str | None = None) -> None:
         """A generation this connector submitted: remember it as ours and poll fast."""
         self.store.add_pending(generation.provider, generation.id, generation.created_at, run_id)
@@ -364,7 +396,7 @@ class Runtime:
             store.record_event(event)
             return False
         generation = event.generation
-        ours = generation is not None and store.is_submitted(generation.provider, generation.id)
+        ours = generation is not None and self._is_ours(generation)
         if ours and not event.submitted_by_connector:
             event = replace(event, submitted_by_connector=True)
         automations = [
@@ -468,13 +500,20 @@ class Runtime:
             try:
                 context = ActionContext(self, run, step, index, attempt, variables)
                 output = await self._perform_step(step, context, variables)
-            except (TemplateError, vol.Invalid, FinetuningError, ValueError) as err:
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                if not isinstance(err, TemplateError | vol.Invalid | FinetuningError | ValueError):
+                    # A bug in an action: the run fails, the runtime and the journal do not.
+                    _LOGGER.exception("step %s of run %s crashed", step.id, run.run_id)
+                self._close_intents(run.run_id, index)
                 record.status, record.error = "failed", _describe(step, err)
                 record.finished_at = datetime.now(UTC)
                 self.store.step_finished(run.run_id, index, "failed", error=record.error)
                 run.status, run.error = "failed", record.error
                 self._step_done(run, record)
                 return
+            self._close_intents(run.run_id, index)
             record.status, record.output = "succeeded", output
             record.finished_at = datetime.now(UTC)
             self.store.step_finished(run.run_id, index, "succeeded", output=output)
@@ -492,6 +531,24 @@ class Runtime:
         spec = self.registry.actions[step.action]
         options = spec.schema(render(step.options, variables))
         return await spec.run(context, options)
+
+
+def _intent_key(intent: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What identifies a submission: TemPolor's replyRef, or Finetuning's tags and seed."""
+    if intent.get("replyRef"):
+        return ("tempolor", intent["replyRef"])
+    if "tags" in intent and "seed" in intent:
+        return ("finetuning", intent["tags"], intent["seed"])
+    return None
+
+
+def _generation_key(generation: Generation) -> tuple[Any, ...] | None:
+    if generation.provider == "tempolor":
+        raw = (generation.model_extra or {}).get("tempolor")
+        reference = raw.get("replyRef") if isinstance(raw, dict) else None
+        return ("tempolor", reference) if reference else None
+    seed = generation.parameters.seed if generation.parameters else None
+    return ("finetuning", generation.prompt, seed)
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -137,7 +137,7 @@ async def test_observe_adds_phantom_slots_when_the_server_counts_more(clock: Fak
     async with slots.slot():
         pass
 
-    slots.observe(60, 40)  # someone else with the same key used 19 more
+    slots.observe(60, 40, used_at_send=1)  # someone else with the same key used 19 more
 
     assert slots.used == 20
     clock.advance(60)
@@ -152,8 +152,8 @@ async def test_observe_never_removes_slots_when_the_server_counts_fewer(
         async with slots.slot():
             pass
 
-    slots.observe(60, 59)
-    slots.observe(None, None)
+    slots.observe(60, 59, used_at_send=5)
+    slots.observe(None, None, used_at_send=5)
 
     assert slots.used == 5
 
@@ -164,11 +164,29 @@ async def test_observe_remaining_zero_makes_the_next_caller_wait_a_window(
     slots = budget(clock, limit=60)
     async with slots.slot():
         pass
-    slots.observe(60, 0)
+    slots.observe(60, 0, used_at_send=1)
 
     await slots.acquire()
 
     assert clock.sleeps == [60.0]
+
+
+async def test_slots_expiring_during_the_round_trip_are_not_taken_for_foreign_use(
+    clock: FakeClock,
+) -> None:
+    slots = budget(clock, limit=60)
+    for _ in range(59):
+        async with slots.slot():
+            pass
+    clock.advance(59.9)
+    used_at_send = await slots.acquire()  # the 60th request of the window
+    clock.advance(0.2)  # the first 59 expire while it is answered
+    slots.release()
+
+    slots.observe(60, 0, used_at_send)  # the server counted exactly our 60
+
+    assert used_at_send == 60
+    assert slots.used == 1  # no phantom slots
 
 
 @pytest.mark.parametrize(
@@ -181,7 +199,7 @@ def test_observe_lowers_the_limit_but_never_raises_it(
     slots = budget(clock, limit=60)
 
     for limit in limits:
-        slots.observe(limit, None)
+        slots.observe(limit, None, used_at_send=0)
 
     assert slots.limit == expected
 
@@ -192,7 +210,7 @@ async def test_lowered_limit_applies_to_the_next_acquire(clock: FakeClock) -> No
         async with slots.slot():
             pass
 
-    slots.observe(10, None)
+    slots.observe(10, None, used_at_send=10)
     await slots.acquire()
 
     assert clock.sleeps == [60.0]

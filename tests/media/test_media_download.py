@@ -19,6 +19,7 @@ import pytest
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
+from connector import media
 from connector.client import FinetuningClient
 from connector.exceptions import FinetuningError
 from connector.media import (
@@ -801,3 +802,24 @@ async def test_timed_lyrics_keep_their_own_timestamps(
 
     lrc = result.sidecars[0].read_text(encoding="utf-8").splitlines()
     assert lrc[-2:] == ["[00:01.50]Hello", "[00:04.00]Again"]
+
+
+async def test_part_files_left_by_a_killed_process_are_swept_but_live_ones_kept(
+    sandbox: SandboxHandle, library: Path
+) -> None:
+    track = sandbox.sandbox.add_track("Demo User", prompt="swept track", duration=6)
+    async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
+        generation = await client.get_generation(track.id)
+    folder = library / "Finetuning" / "Swept"
+    folder.mkdir(parents=True)
+    stale = folder / ".ft-killed.part"
+    stale.write_bytes(b"half a download")
+    before_start = media._PROCESS_STARTED - 60
+    os.utime(stale, (before_start, before_start))
+    live = folder / ".ft-in-progress.part"  # another download of this process, still going
+    live.write_bytes(b"being written")
+
+    await download_track(generation, library, album="Swept")
+
+    assert not stale.exists()
+    assert live.exists()
