@@ -1,0 +1,646 @@
+"""The fault suite: the real `ftconnect run` process against a faulty sandbox, killed twice.
+
+The scenario, from the issue ("200 generations with 10% failing, webhook listener
+stopped for a third of them, the runtime SIGKILLed twice, the sandbox injecting
+10% 5xx and dropped connections and one commit-then-fail create"):
+
+* **What the runtime does.** N "request" tracks (FAULT_SUITE_GENERATIONS, default
+  200) appear in the account over the run, as another app would make them (no
+  credit, no webhook: only the poller sees them). Automation `make` reacts to
+  each one's `track_completed` with a `generate` step (one credit each), tags
+  `fault <request prompt>`; every tenth request carries the sandbox's `#fail`
+  marker, so 10% of the generations end `failed`. Automation `file` reacts to
+  each completed generation of ours with three steps whose effects the sandbox
+  and the test can count: `add_to_playlist` (Focus Beats), `download_track`
+  (into a library folder) and `notify_webhook` (to a receiver in this test).
+  Automation `failed` reacts to each failed generation of ours with
+  `notify_webhook`. So the generations intended are exactly N, and the effects
+  expected follow from the sandbox's ground truth.
+* **Three lives of one journal.** `ftconnect run FILE` runs as a real
+  subprocess three times on the same `state_dir`. Life A is configured with a
+  `webhook.public_url` on a port where nothing listens: every webhook for the
+  generations it submits (about a third) is lost and only the poller can catch
+  their completions. A is SIGKILLed mid-flood of completions (a sixth of the
+  generations ended, `file` runs in flight). Life B (webhooks to its own
+  listener) is SIGKILLed while a `file` run is between its steps, so a chain is
+  cut in the middle, preferably while a `generate` submission is in flight too.
+  Requests keep coming while a life is down, and completions then are lost as
+  webhooks. Life C runs until everything settled, then gets SIGTERM.
+* **Faults.** The sandbox answers 5% of the API's reads (GET and the playlist
+  bulk POSTs) with a 500/503 and drops another 5% without an answer (10% of
+  requests faulted in all); during life B, one `POST /v1/generations` is
+  committed (credit spent, generation runs) but answered 500. Creates get no
+  other fault: the client rightly never retries a create whose outcome is
+  unknown, and a create that surely did not take effect spends no credit, so
+  faulting more of them would only make runs fail, not test exactly-once. The
+  audio host is not faulted either (a CDN in real life). The receiver loses
+  its answer (after recording the message) for about 5% of first deliveries, so
+  `notify_webhook` delivers those twice with the same `webhook-id`; it takes
+  0.1 s per delivery, like a real receiver, which keeps chains in flight.
+* **Promises checked from ground truth.** Every terminal generation the runtime
+  created, and every request, fired its trigger exactly once (journal events,
+  and the `trigger ...` lines the three lives printed); every event ran each
+  matching automation exactly once; every step took effect exactly once (the
+  playlist holds each completed generation once, the library one file per
+  completed generation and no `.part`, the receiver exactly one message id per
+  expected (run, step), repeats of one id counting as one effect, as Standard
+  Webhooks receivers dedupe); credits spent equal the generations intended (the
+  `make` runs with a journaled intent), the commit-then-fail create not
+  resubmitted. The figures are printed at the end.
+
+Test-only tuning, because the product has no setting for it: `ftconnect run`
+builds its client with the real service's budgets (10 creates and 60 reads a
+minute) and a 1 s retry backoff, which would make N=200 take over twenty
+minutes. The subprocess is started through a short bootstrap that changes
+only those constructor defaults (budgets to 100k a minute, backoff base 0.05 s,
+max 0.5 s; the retry policy and everything else untouched) and then calls the
+real `connector.cli.main(["run", FILE])`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from connector.media import read_identity
+from connector.sandbox import AccountConfig, FaultRule, SandboxConfig, SandboxHandle, run_sandbox
+from connector.store import RunRow, Store
+
+pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+GENERATIONS = int(os.environ.get("FAULT_SUITE_GENERATIONS", "200"))
+FAIL_EVERY = 10  # request n with n % FAIL_EVERY == FAIL_EVERY - 1 asks for a failing generation
+ACCOUNT = "Demo User"
+PLAYLIST = "Focus Beats"
+WAVE = max(1, GENERATIONS // 40)  # requests released per wave
+WAVE_PAUSE = 0.1  # seconds between waves
+READ_FAULTS = [
+    FaultRule(route="GET /v1/*", error_rate=0.05, drop_rate=0.05),
+    FaultRule(route="POST /v1/playlists/*", error_rate=0.05, drop_rate=0.05),
+]
+RECEIVER_LATENCY = 0.1  # seconds; keeps chains in flight long enough to be cut
+SETTLE_TIMEOUT = 90.0  # seconds for life C to finish everything (a pass takes far less)
+
+# Runs the real CLI with the client's rate budgets and retry backoff scaled for a
+# test (the automations file has no setting for them); nothing else changes.
+BOOTSTRAP = """
+import sys
+from connector import client
+from connector.ratelimit import RateBudget
+
+_init = client.FinetuningClient.__init__
+
+
+def _init_for_the_fault_suite(self, *args, **kwargs):
+    kwargs.setdefault("backoff_base", 0.05)
+    kwargs.setdefault("backoff_max", 0.5)
+    kwargs.setdefault("read_budget", RateBudget(100_000, 60.0, name="reads"))
+    kwargs.setdefault("generation_budget", RateBudget(100_000, 60.0, name="generations"))
+    _init(self, *args, **kwargs)
+
+
+client.FinetuningClient.__init__ = _init_for_the_fault_suite
+from connector.cli import main
+
+sys.exit(main(["run", sys.argv[1]]))
+"""
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+async def eventually(
+    predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05
+) -> bool:
+    """Poll `predicate()` (state in another component or process) until it holds or time is up."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / interval) + 1):
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(interval)
+    return predicate()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def request_prompt(n: int) -> str:
+    fail = " #fail" if n % FAIL_EVERY == FAIL_EVERY - 1 else ""
+    return f"request {n:05d}{fail}"
+
+
+@dataclass
+class Delivery:
+    msg_id: str
+    automation: str | None
+    generation_id: str | None
+    answered: bool
+
+
+@dataclass
+class Receiver:
+    """The notify_webhook target: records every delivery; loses ~5% of first answers."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        await asyncio.sleep(RECEIVER_LATENCY)  # a real receiver takes a moment
+        msg_id = request.headers.get("webhook-id", "")
+        first = all(d.msg_id != msg_id for d in self.deliveries)
+        generation = (body.get("trigger") or {}).get("generation") or {}
+        lose_answer = first and zlib.crc32(msg_id.encode()) % 20 == 0
+        self.deliveries.append(
+            Delivery(msg_id, body.get("automation"), generation.get("id"), not lose_answer)
+        )
+        if lose_answer and request.transport is not None:
+            # The message is taken (the effect happened) but the sender never hears so.
+            request.transport.close()
+        return web.Response(status=204)
+
+
+@contextlib.asynccontextmanager
+async def serve(receiver: Receiver) -> AsyncIterator[Receiver]:
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        receiver.port = int(runner.addresses[0][1])
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+def write_config(
+    path: Path,
+    sandbox: SandboxHandle,
+    *,
+    library: Path,
+    listen_port: int,
+    receiver_url: str,
+    public_url: str | None,
+) -> None:
+    webhook: dict[str, Any] = {"listen": f"127.0.0.1:{listen_port}"}
+    if public_url is not None:
+        webhook["public_url"] = public_url
+
+    def notify() -> dict[str, Any]:
+        return {"id": "notify", "action": "notify_webhook", "url": receiver_url, "timeout": 5}
+
+    ours = {"only_submitted_by_connector": True, "tags_contain": "fault"}
+    document = {
+        "finetuning": {"api_key": sandbox.api_key, "base_url": sandbox.url},
+        "webhook": webhook,
+        "poll": {"idle_interval": 0.2, "active_interval": 0.1},
+        "state_dir": str(path.parent / "state"),
+        "runtime": {"max_concurrent_runs": 20},
+        "automations": [
+            {
+                "id": "make",
+                "triggers": [{"trigger": "track_completed", "tags_match": "^request [0-9]+"}],
+                "actions": [
+                    {
+                        "id": "generate",
+                        "action": "generate",
+                        "tags": "fault {{ trigger.generation.tags }}",
+                        "duration": 5,
+                    }
+                ],
+            },
+            {
+                "id": "file",
+                "triggers": [{"trigger": "track_completed", **ours}],
+                "actions": [
+                    {
+                        "id": "playlist",
+                        "action": "add_to_playlist",
+                        "playlist": PLAYLIST,
+                        "tracks": "{{ trigger.generation.id }}",
+                    },
+                    {"id": "library", "action": "download_track", "library": str(library)},
+                    notify(),
+                ],
+            },
+            {
+                "id": "failed",
+                "triggers": [{"trigger": "generation_failed", **ours}],
+                "actions": [notify()],
+            },
+        ],
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+
+
+class Life:
+    """One `ftconnect run` process, its output in a log file."""
+
+    def __init__(self, name: str, config: Path, log: Path) -> None:
+        self.name = name
+        self.config = config
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+        self._handle: IO[bytes] | None = None
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+
+    async def start(self) -> None:
+        self._handle = self.log.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            BOOTSTRAP,
+            str(self.config),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._handle,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        process = self.process
+        started = await eventually(
+            lambda: "Running 3 automation" in self.output() or process.returncode is not None,
+            timeout=30,
+        )
+        assert started, f"life {self.name} did not start:\n{self.output()[-3000:]}"
+        assert process.returncode is None, f"life {self.name} exited:\n{self.output()[-3000:]}"
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+        self._close()
+
+    async def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        self._close()
+        return code
+
+    async def cleanup(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def trigger_lines(text: str) -> Iterator[tuple[str, str]]:
+    """(kind, generation id) of every `trigger <kind>: <id> ...` line a life printed."""
+    for line in text.splitlines():
+        if line.startswith("trigger "):
+            parts = line.split()
+            if len(parts) >= 3:
+                yield parts[1].rstrip(":"), parts[2]
+
+
+# -- the scenario -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SandboxHandle]:
+    config = SandboxConfig(
+        pending_delay=0.05,
+        processing_delay=0.4,
+        read_limit=1_000_000,
+        generation_limit=1_000_000,
+        max_in_progress=100_000,
+        webhook_timeout=5.0,
+        accounts=[
+            AccountConfig(
+                name=ACCOUNT,
+                email="demo@sandbox.local",
+                monthly_generations=GENERATIONS * 2 + 100,
+            )
+        ],
+    )
+    async with run_sandbox(config) as handle:
+        yield handle
+
+
+async def test_fault_suite_every_event_once_every_effect_once_every_credit_intended(
+    sandbox: SandboxHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = sandbox.sandbox
+    library = tmp_path / "library"
+    library.mkdir()
+    config = tmp_path / "automations.yaml"
+    listen_port, dead_port = free_port(), free_port()
+    lives = [Life(name, config, tmp_path / f"life-{name}.log") for name in "ABC"]
+    n = GENERATIONS
+    released = 0
+
+    def ours() -> list[Any]:
+        return [g for g in truth.generations(ACCOUNT) if not g.seeded]
+
+    async def release(upto: int) -> None:
+        nonlocal released
+        for _ in range(n):
+            if released >= min(upto, n):
+                return
+            for _ in range(min(WAVE, upto - released)):
+                truth.add_track(ACCOUNT, prompt=request_prompt(released), duration=5)
+                released += 1
+            await asyncio.sleep(WAVE_PAUSE)
+
+    def in_flight() -> set[str]:
+        """What the running life is in the middle of, from its journal."""
+        assert store is not None
+        found = set()
+        for run in store.unfinished_runs():
+            found.add(run.automation_id)
+            for step in run.steps:
+                if step.status == "running":
+                    found.add(f"{run.automation_id}:{step.step_id}")
+                    if step.step_index >= 1:
+                        found.add(f"{run.automation_id}:chain")
+        return found
+
+    store: Store | None = None
+    async with serve(Receiver()) as receiver:
+        interrupted: list[list[RunRow]] = []
+        background: list[asyncio.Task[None]] = []
+        started = time.monotonic()
+        try:
+            truth.set_faults(READ_FAULTS)
+            # Life A: its webhooks go to a dead port; SIGKILL mid-flood of completions.
+            write_config(
+                config,
+                sandbox,
+                library=library,
+                listen_port=listen_port,
+                receiver_url=receiver.url,
+                public_url=f"http://127.0.0.1:{dead_port}/hooks/finetuning",
+            )
+            await lives[0].start()
+            store = Store.open(tmp_path / "state")
+            flood = asyncio.create_task(release(n // 3))
+            background.append(flood)
+            flooding = await eventually(
+                lambda: (
+                    sum(not g.in_progress for g in ours()) >= max(2, n // 6)
+                    and "file" in in_flight()
+                ),
+                timeout=30,
+                interval=0.01,
+            )
+            assert flooding, f"life A filed no completions:\n{lives[0].output()[-3000:]}"
+            await lives[0].kill()
+            interrupted.append(store.unfinished_runs())
+            await flood
+            await release(n // 3 + max(1, n // 20))  # requests made while the connector is down
+            await asyncio.sleep(0.5)  # completions while down: their webhooks are lost
+
+            # Life B: webhooks to its listener; one create committed then answered 500;
+            # SIGKILL while a `file` run is between its steps.
+            write_config(
+                config,
+                sandbox,
+                library=library,
+                listen_port=listen_port,
+                receiver_url=receiver.url,
+                public_url=None,
+            )
+            await lives[1].start()
+            truth.set_faults([*READ_FAULTS, FaultRule("POST /v1/generations", commit_then_fail=1)])
+            flood = asyncio.create_task(release(2 * n // 3))
+            background.append(flood)
+
+            # Best: a chain cut between its steps while a submission is in flight too.
+            cut = await eventually(
+                lambda: {"file:chain", "make:generate"} <= in_flight(), timeout=5, interval=0.01
+            ) or await eventually(lambda: "file:chain" in in_flight(), timeout=20, interval=0.01)
+            await lives[1].kill()
+            interrupted.append(store.unfinished_runs())
+            assert cut, f"no chain was caught mid-way:\n{lives[1].output()[-3000:]}"
+            await flood
+            await release(2 * n // 3 + max(1, n // 20))
+            await asyncio.sleep(0.5)
+
+            # Life C: everything else, until the journal and the sandbox are settled.
+            await lives[2].start()
+            await release(n)
+
+            def settled() -> bool:
+                assert store is not None
+                runs = store.runs(limit=100 * n)
+                made = [r for r in runs if r.automation_id == "make" and r.status != "running"]
+                generations = ours()
+                return (
+                    len(made) >= n
+                    and all(not g.in_progress for g in generations)
+                    and all(store.has_event(f"finetuning:{g.id}:{g.status}") for g in generations)
+                    and not store.unfinished_runs()
+                )
+
+            await eventually(settled, timeout=SETTLE_TIMEOUT, interval=0.2)
+            await asyncio.sleep(0.5)  # anything still on its way (a late duplicate) lands now
+            assert await lives[2].terminate() == 0, lives[2].output()[-3000:]
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            for life in lives:
+                await life.cleanup()
+            if store is not None:
+                store.close()
+        elapsed = time.monotonic() - started
+
+    # -- ground truth ------------------------------------------------------------------
+    with Store.open(tmp_path / "state") as journal:
+        events = [e for e in journal.events(limit=100 * n) if e.source != "seed"]
+        runs = journal.runs(limit=100 * n)
+        intents = {r.run_id: journal.intent(r.run_id, 0) for r in runs if r.automation_id == "make"}
+    generations = ours()
+    requests = [g for g in truth.generations(ACCOUNT) if g.seeded and g.prompt.startswith("req")]
+    completed = {g.id for g in generations if g.status == "completed"}
+    failed = {g.id for g in generations if g.status == "failed"}
+    expected_events = {f"finetuning:{g.id}:completed" for g in requests} | {
+        f"finetuning:{g.id}:{g.status}" for g in generations
+    }
+    fired = Counter(e.key for e in events)
+    printed = Counter(pair for life in lives for pair in trigger_lines(life.output()))
+    runs_per_slot = Counter((r.event_key, r.automation_id) for r in runs)
+    automations_of = {
+        **{f"finetuning:{g.id}:completed": "make" for g in requests},
+        **{f"finetuning:{i}:completed": "file" for i in completed},
+        **{f"finetuning:{i}:failed": "failed" for i in failed},
+    }
+    wrong_runs = [
+        (r.event_key, r.automation_id, r.status)
+        for r in runs
+        if automations_of.get(r.event_key) != r.automation_id or r.status != "succeeded"
+    ]
+    missing_runs = sorted(
+        key for key, automation in automations_of.items() if (key, automation) not in runs_per_slot
+    )
+
+    playlist = next(p for p in truth.playlists(ACCOUNT) if p.name == PLAYLIST)
+    in_playlist = Counter(t for t in playlist.track_ids if t in completed | failed)
+    files = [p for p in library.rglob("*") if p.is_file()]
+    parts = [p for p in files if p.name.endswith(".part")]
+    mp3s = [p for p in files if p.suffix == ".mp3"]
+    filed = Counter(read_identity(p)[0] for p in mp3s)
+    notify_runs = {
+        f"msg_{r.run_id}_notify": r
+        for r in runs
+        if r.automation_id in ("file", "failed") and r.event_key in automations_of
+    }
+    received = Counter(d.msg_id for d in receiver.deliveries)
+    wrong_messages = [
+        d.msg_id
+        for d in receiver.deliveries
+        if d.msg_id not in notify_runs
+        or notify_runs[d.msg_id].event_key.split(":")[1] != d.generation_id
+        or notify_runs[d.msg_id].automation_id != d.automation
+    ]
+
+    intended = sum(1 for intent in intents.values() if intent is not None)
+    spent = truth.credits_spent(ACCOUNT)
+    prompts = Counter(g.prompt for g in generations)
+    commits = truth.failed_commits
+    made_ids = Counter(
+        str((r.steps[0].output or {}).get("id"))
+        for r in runs
+        if r.automation_id == "make" and r.steps and r.steps[0].status == "succeeded"
+    )
+
+    ours_ids = completed | failed
+    attempts = [a for a in truth.webhook_attempts if a.generation_id in ours_ids]
+    delivered = [a for a in attempts if a.status == 200]
+    to_dead = [a for a in attempts if f":{dead_port}/" in a.url]
+    terminal_events = [e for e in events if e.key.split(":")[1] in ours_ids]
+    by_source = Counter(e.source for e in terminal_events)
+    faults = Counter(r.fault for r in truth.requests if r.fault)
+    resumed = sum(1 for r in runs for s in r.steps if s.attempt > 1)
+    cut_runs = [
+        f"#{number}: {len(batch)} run(s) in flight, steps cut "
+        + str(
+            dict(
+                Counter(
+                    f"{r.automation_id}/{s.step_id}"
+                    for r in batch
+                    for s in r.steps
+                    if s.status == "running"
+                )
+            )
+        )
+        for number, batch in enumerate(interrupted, 1)
+    ]
+
+    duplicates = {
+        "events": sum(c - 1 for c in fired.values() if c > 1),
+        "trigger lines": sum(c - 1 for c in printed.values() if c > 1),
+        "runs": sum(c - 1 for c in runs_per_slot.values() if c > 1),
+        "playlist": sum(c - 1 for c in in_playlist.values() if c > 1),
+        "files": sum(c - 1 for c in filed.values() if c > 1),
+        "credits": max(0, spent - intended),
+        "generations": sum(c - 1 for c in prompts.values() if c > 1),
+    }
+    effects_expected = 3 * len(completed) + len(failed)
+    effects_done = (
+        len(set(in_playlist) & completed)
+        + len(set(filed) & completed)
+        + len(set(received) & set(notify_runs))
+    )
+    figures = "\n".join(
+        [
+            "",
+            f"fault suite: {n} requests, {len(generations)} generations "
+            f"({len(completed)} completed, {len(failed)} failed), 3 lives, 2 SIGKILLs, "
+            f"{elapsed:.1f} s",
+            f"  events fired/expected:    {len(set(fired) & expected_events)}/"
+            f"{len(expected_events)} (unexpected {len(set(fired) - expected_events)})",
+            f"  runs succeeded/expected:  "
+            f"{sum(1 for r in runs if r.status == 'succeeded')}/{len(automations_of)} "
+            f"(wrong or failed {len(wrong_runs)}, missing {len(missing_runs)})",
+            f"  steps effective/expected: {effects_done}/{effects_expected} "
+            f"(playlist {len(set(in_playlist) & completed)}/{len(completed)}, "
+            f"library {len(set(filed) & completed)}/{len(completed)}, "
+            f"notify {len(set(received) & set(notify_runs))}/{len(notify_runs)}); "
+            f".part files left {len(parts)}; "
+            f"steps resumed after a kill: {resumed}",
+            f"  duplicates:               {duplicates}",
+            f"  credits spent/intended:   {spent}/{intended} (commit-then-fail creates "
+            f"{len(commits)}, reconciled without a second credit: "
+            f"{sum(1 for c in commits if made_ids.get(c.generation_id) == 1)})",
+            f"  webhooks (sandbox->us):   {len(attempts)} sent, {len(delivered)} delivered, "
+            f"{len(attempts) - len(delivered)} lost ({len(to_dead)} to the dead URL of life A, "
+            f"{len(attempts) - len(delivered) - len(to_dead)} while down); terminal events "
+            f"via webhook {by_source['webhook']}, caught by the poller {by_source['poll']}",
+            f"  faults injected:          {dict(faults)}; notify answers lost "
+            f"{sum(1 for d in receiver.deliveries if not d.answered)}, redeliveries "
+            f"{len(receiver.deliveries) - len(received)}",
+            f"  SIGKILLs interrupted:     {'; '.join(cut_runs)}",
+        ]
+    )
+    with capsys.disabled():
+        print(figures)
+
+    # -- the promises: every one is checked, and all the broken ones are reported ------------
+    checks = {
+        "every request was made": len(requests) == n,
+        "no event beyond the expected ones": set(fired) <= expected_events,
+        "every expected event fired (none lost)": expected_events <= set(fired),
+        "no event fired twice (journal, printed trigger lines)": duplicates["events"] == 0
+        and duplicates["trigger lines"] == 0,
+        "each event ran each matching automation once": duplicates["runs"] == 0,
+        "no matching automation missed an event": not missing_runs,
+        "every run matched its event and succeeded": not wrong_runs,
+        "the playlist holds every completed generation": set(in_playlist) == completed,
+        "the playlist holds none twice": duplicates["playlist"] == 0,
+        "the library holds every completed generation": set(filed) == completed,
+        "the library holds one file per generation": duplicates["files"] == 0
+        and len(mp3s) == len(completed),
+        "no .part file is left in the library": not parts,
+        "every notification is for its run's generation": not wrong_messages,
+        "one message id per expected (run, notify step)": set(received) == set(notify_runs)
+        and len(notify_runs) == len(completed) + len(failed),
+        "every generation intended is journaled": intended == n,
+        "credits spent equal generations intended": spent == intended == len(generations),
+        "no generation submitted twice": duplicates["generations"] == 0
+        and sorted(made_ids.elements()) == sorted(g.id for g in generations),
+        "the commit-then-fail create was reconciled, not resubmitted": len(commits) == 1
+        and made_ids[commits[0].generation_id] == 1,
+        "10% of the generations failed": len(failed) == n // FAIL_EVERY,
+    }
+    details = {
+        "lost events": sorted(expected_events - set(fired))[:10],
+        "runs wrong or failed": wrong_runs[:10],
+        "runs missing": missing_runs[:10],
+        "left .part files": [str(p.relative_to(library)) for p in parts][:10],
+        "wrong messages": wrong_messages[:10],
+    }
+    broken = [promise for promise, kept in checks.items() if not kept]
+    assert not broken, f"{figures}\nbroken promises: {broken}\ndetails: {details}"
