@@ -259,12 +259,17 @@ def state_dir_for(file: str | None, state_dir: str | None) -> Path:
     return Path(".ftconnect")
 
 
+def _no_journal(state: Path) -> bool:
+    """Say so when there is no journal to read (rather than creating an empty one)."""
+    if (state / "state.db").exists():
+        return False
+    print(f"ftconnect: error: no journal in {state} (has `ftconnect run` run?)", file=sys.stderr)
+    return True
+
+
 def show_events(state: Path, *, limit: int, kind: str | None, as_json: bool) -> int:
     """`ftconnect events`: what fired, newest first."""
-    if not (state / "state.db").exists():
-        print(
-            f"ftconnect: error: no journal in {state} (has `ftconnect run` run?)", file=sys.stderr
-        )
+    if _no_journal(state):
         return EXIT_ERROR
     with Store.open(state) as store:
         rows = store.events(limit=limit, kind=kind)
@@ -282,10 +287,7 @@ def show_runs(
     state: Path, *, limit: int, status: str | None, automation: str | None, as_json: bool
 ) -> int:
     """`ftconnect runs`: what ran, what failed and why."""
-    if not (state / "state.db").exists():
-        print(
-            f"ftconnect: error: no journal in {state} (has `ftconnect run` run?)", file=sys.stderr
-        )
+    if _no_journal(state):
         return EXIT_ERROR
     with Store.open(state) as store:
         rows = store.runs(limit=limit, status=status, automation_id=automation)
@@ -305,6 +307,8 @@ def show_runs(
 
 def replay(state: Path, run_id: str) -> int:
     """`ftconnect replay RUN_ID`: run a finished or failed run again, on purpose."""
+    if _no_journal(state):
+        return EXIT_ERROR
     with Store.open(state) as store:
         try:
             new_id = store.reset_run_for_replay(run_id)
