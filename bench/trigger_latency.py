@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 import uuid
@@ -164,6 +165,9 @@ async def _serve_listener() -> None:
         # Never called: the automation's only action is the stamp.
         client = FinetuningClient(DUMMY_API_KEY, base_url="http://127.0.0.1:9")
         runtime = Runtime(config, client, registry=registry, store=store)
+        # As Runtime.start() does: WAL checkpoints off the event loop.
+        store.defer_checkpoints()
+        checkpoints = asyncio.create_task(runtime.checkpoint_periodically())
         listener = WebhookListener(
             token=WEBHOOK_TOKEN, record=runtime.submit_event, host="127.0.0.1", port=0
         )
@@ -191,6 +195,9 @@ async def _serve_listener() -> None:
             )
             await until_stdin_closes(SERVE_MAX_SECONDS)
         finally:
+            checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoints
             await listener.stop()
             await runtime.stop(grace=5.0)
             await runner.cleanup()

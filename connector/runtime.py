@@ -48,6 +48,7 @@ _LOGGER = logging.getLogger(__name__)
 
 POLLER_CURSOR = "poller:finetuning"
 PRUNE_EVERY = 3600.0  # seconds between retention passes
+CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints, run off the event loop
 WEBHOOK_TOKEN = "webhook_token"
 
 
@@ -268,6 +269,8 @@ class Runtime:
             )
             self._spawn_source(self.tempolor_poller.run(), "tempolor-poller")
         self._spawn_source(self._prune_periodically(), "retention")
+        store.defer_checkpoints()
+        self._spawn_source(self.checkpoint_periodically(), "checkpoint")
         for automation in self.config.automations:
             if not automation.enabled:
                 continue
@@ -316,6 +319,13 @@ class Runtime:
             await asyncio.sleep(PRUNE_EVERY)
             result = self.store.prune(older_than=self.config.retention_days * 86400)
             _LOGGER.info("retention: %s", result)
+
+    async def checkpoint_periodically(self) -> None:
+        """Checkpoint the journal's WAL from a worker thread (started by `start()`)."""
+        store = self.store
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            await asyncio.to_thread(store.checkpoint)
 
     async def stop(self, *, grace: float = 30.0) -> None:
         """Take no new work; let runs in flight finish (up to `grace` s, then leave them

@@ -1002,6 +1002,31 @@ class Store:
             size_bytes=self.size_bytes(),
         )
 
+    def defer_checkpoints(self) -> None:
+        """Stop copying the WAL into the database inside commits; call `checkpoint()`.
+
+        SQLite's automatic checkpoint runs inside whichever commit crosses its
+        threshold: a stall of milliseconds on the event loop every few dozen
+        events. A long-running process turns it off and checkpoints from a
+        worker thread instead.
+        """
+        with self._lock:
+            self._connection().execute("PRAGMA wal_autocheckpoint = 0")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking writers (PASSIVE).
+
+        Uses a connection of its own, so a worker thread can run it while the
+        event loop keeps writing through the main one.
+        """
+        connection = sqlite3.connect(self.path, timeout=self._busy_timeout)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as err:
+            _LOGGER.warning("checkpoint of %s postponed: %s", self.path, err)
+        finally:
+            connection.close()
+
     def _compact(self) -> None:
         with self._transaction(write=True) as db:
             # Python's sqlite3 steps a pragma that returns no columns only once,
