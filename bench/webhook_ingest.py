@@ -2,8 +2,10 @@
 
 The listener checks the token, reads the body with a bound, parses the
 generation, builds the event and answers 200 only once `record` returned; here
-`record` is `Store.record_event` on a real journal (SQLite in WAL mode, a
-commit per event) in a temporary directory. The baseline is a bare aiohttp
+`record` is `Runtime.submit_event`, the production path, on a real journal
+(SQLite in WAL mode) in a temporary directory: events that arrive in the same
+turn of the event loop share one commit (group commit), and each 200 still
+means durably journaled. The baseline is a bare aiohttp
 handler that reads the body and answers 200: the cost of HTTP alone on this
 machine, in this run.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import sys
 import time
 import uuid
@@ -33,6 +36,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
+    DUMMY_API_KEY,
     WEBHOOK_TOKEN,
     Figure,
     announce,
@@ -100,16 +104,23 @@ async def _serve() -> None:
 
     from aiohttp import web
 
+    from connector.client import FinetuningClient
+    from connector.config import parse_config
     from connector.listener import WebhookListener
+    from connector.runtime import Runtime
     from connector.store import Store
 
     with tempfile.TemporaryDirectory(prefix="ftbench-ingest-") as directory:
         store = Store.open(Path(directory) / "state")
-
-        async def record(event: Any) -> bool:
-            return store.record_event(event)
-
-        listener = WebhookListener(token=WEBHOOK_TOKEN, record=record, host="127.0.0.1", port=0)
+        # No automations: this measures ingest alone. The client is never called.
+        config = parse_config("automations: []\n", base_dir=Path(directory), environ={})
+        client = FinetuningClient(DUMMY_API_KEY, base_url="http://127.0.0.1:9")
+        runtime = Runtime(config, client, store=store)
+        store.defer_checkpoints()  # as Runtime.start() does
+        checkpoints = asyncio.create_task(runtime.checkpoint_periodically())
+        listener = WebhookListener(
+            token=WEBHOOK_TOKEN, record=runtime.submit_event, host="127.0.0.1", port=0
+        )
         await listener.start()
 
         async def bare(request: web.Request) -> web.Response:
@@ -143,8 +154,12 @@ async def _serve() -> None:
             )
             await until_stdin_closes(SERVE_MAX_SECONDS)
         finally:
+            checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoints
             await listener.stop()
             await runner.cleanup()
+            await client.close()
             store.close()
 
 

@@ -207,6 +207,9 @@ class Runtime:
         self.step_listeners: list[StepListener] = []
         self.event_listeners: list[EventListener] = []
         self._automations = {a.id: a for a in config.automations}
+        self._batch: list[
+            tuple[Event, list[tuple[str, AutomationConfig]], asyncio.Future[bool]]
+        ] = []
         # Submissions whose outcome is not known yet: intent key -> (run id, step index).
         self._open_intents: dict[tuple[Any, ...], tuple[str, int]] = {}
         self._slots = asyncio.Semaphore(max(1, config.max_concurrent_runs))
@@ -416,15 +419,40 @@ class Runtime:
             and (a.id == only_automation if only_automation else self._matches(a, event))
         ]
         runs = [(uuid.uuid4().hex[:16], a) for a in automations]
-        if not store.record_event(event, runs=[(rid, a.id) for rid, a in runs]):
-            return False
-        if generation is not None and generation.is_terminal:
-            store.remove_pending(generation.provider, generation.id)
-        for listener in self.event_listeners:
-            listener(event)
-        for run_id, automation in runs:
-            self._launch(RunRecord(run_id=run_id, automation_id=automation.id, event=event), {})
-        return True
+        # Group commit: events submitted in the same turn of the event loop are
+        # journaled in one transaction; each caller resumes once it is durable.
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # The caller may be gone by the time it fails; the error is reported to it
+        # or nobody, never as "exception was never retrieved".
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._batch.append((event, runs, future))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await asyncio.shield(future)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            results = self.store.record_events(
+                [(event, [(rid, a.id) for rid, a in runs]) for event, runs, _ in batch]
+            )
+        except Exception as err:
+            for _event, _runs, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for (event, runs, future), new in zip(batch, results, strict=True):
+            if new:
+                # Started here, not by the caller: a caller that goes away (a webhook
+                # sender hanging up) must not leave journaled runs unstarted.
+                for listener in self.event_listeners:
+                    listener(event)
+                for run_id, automation in runs:
+                    self._launch(
+                        RunRecord(run_id=run_id, automation_id=automation.id, event=event), {}
+                    )
+            if not future.done():
+                future.set_result(new)
 
     def _matches(self, automation: AutomationConfig, event: Event) -> bool:
         for trigger in automation.triggers:

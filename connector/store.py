@@ -539,18 +539,25 @@ class Store:
         transaction when the event is new, so a crash between recording the
         event and starting its runs cannot lose them.
         """
-        generation: str | None = None
-        if event.generation is not None:
-            wire = event.generation.to_wire()
-            wire["provider"] = event.generation.provider  # excluded from the wire form
-            generation = encode_json(wire)
-        pairs = list(runs)
-        now = self._now()
-        with self._transaction(write=True) as db:
-            cursor = db.execute(
-                "INSERT INTO events (key, kind, provider, source, generation, data,"
-                " submitted_by_connector, occurred_at, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        return self.record_events([(event, list(runs))])[0]
+
+    def record_events(
+        self, entries: Sequence[tuple[Event, Sequence[tuple[str, str]]]]
+    ) -> list[bool]:
+        """Record several events, each with its runs, in ONE transaction (group commit).
+
+        Returns, per entry, whether the event was new. A terminal generation's
+        pending mark is cleared in the same transaction. One commit for many
+        events is what lets a busy listener keep up without giving up durability.
+        """
+        rows = []
+        for event, _runs in entries:
+            generation: str | None = None
+            if event.generation is not None:
+                wire = event.generation.to_wire()
+                wire["provider"] = event.generation.provider  # excluded from the wire form
+                generation = encode_json(wire)
+            rows.append(
                 (
                     event.key,
                     event.kind,
@@ -560,15 +567,31 @@ class Store:
                     encode_json(dict(event.data)),
                     int(event.submitted_by_connector),
                     _epoch(event.occurred_at),
-                    now,
-                ),
+                )
             )
-            if cursor.rowcount != 1:
-                return False
-            for run_id, automation_id in pairs:
-                if not self._start_run(db, run_id, event.key, automation_id, now):
-                    raise ValueError(f"automation {automation_id!r} listed twice in runs=")
-            return True
+        now = self._now()
+        results: list[bool] = []
+        with self._transaction(write=True) as db:
+            for (event, runs), row in zip(entries, rows, strict=True):
+                cursor = db.execute(
+                    "INSERT INTO events (key, kind, provider, source, generation, data,"
+                    " submitted_by_connector, occurred_at, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                    (*row, now),
+                )
+                if cursor.rowcount != 1:
+                    results.append(False)
+                    continue
+                for run_id, automation_id in runs:
+                    if not self._start_run(db, run_id, event.key, automation_id, now):
+                        raise ValueError(f"automation {automation_id!r} listed twice in runs=")
+                if event.generation is not None and event.generation.is_terminal:
+                    db.execute(
+                        "DELETE FROM pending WHERE provider = ? AND generation_id = ?",
+                        (event.generation.provider, event.generation.id),
+                    )
+                results.append(True)
+        return results
 
     def has_event(self, key: str) -> bool:
         """Whether an event with this key was recorded (and not pruned)."""
