@@ -122,6 +122,11 @@ class ProviderConfig:
 
     api_key: str | None = None
     base_url: str | None = None
+    # The client's budgets and backoff (Finetuning.ai; documented: 60 and 10 per 60 s).
+    reads_per_window: int = 60
+    generations_per_window: int = 10
+    rate_window: float = 60.0
+    retry_backoff: float = 1.0
 
     def __repr__(self) -> str:
         return f"ProviderConfig(api_key={_hidden(self.api_key)}, base_url={self.base_url!r})"
@@ -807,7 +812,14 @@ class _Validator:
             return None
         return ConnectorConfig(
             source=self.source,
-            finetuning=ProviderConfig(_text_or_none(finetuning["api_key"]), finetuning["base_url"]),
+            finetuning=ProviderConfig(
+                _text_or_none(finetuning["api_key"]),
+                finetuning["base_url"],
+                reads_per_window=finetuning["reads_per_window"],
+                generations_per_window=finetuning["generations_per_window"],
+                rate_window=finetuning["rate_window"],
+                retry_backoff=finetuning["retry_backoff"],
+            ),
             tempolor=None
             if tempolor is None
             else ProviderConfig(_text_or_none(tempolor["api_token"]), tempolor["base_url"]),
@@ -1305,6 +1317,19 @@ _FINETUNING = vol.Schema(
             "api_key", default=None, description="Finetuning.ai API key; none: embedded sandbox"
         ): _optional(_text),
         vol.Optional("base_url", default=None, description="API base URL"): _optional(_http_url),
+        # Lower these to leave room for other programs that share the key.
+        vol.Optional(
+            "reads_per_window", default=60, description="client budget for reads and bulk calls"
+        ): vol.All(int, vol.Range(min=1, max=10000, msg="must be between 1 and 10000")),
+        vol.Optional(
+            "generations_per_window", default=10, description="client budget for submissions"
+        ): vol.All(int, vol.Range(min=1, max=10000, msg="must be between 1 and 10000")),
+        vol.Optional(
+            "rate_window", default=60.0, description="seconds of the budgets' window"
+        ): vol.All(vol.Coerce(float), vol.Range(min=0.1, max=3600, msg="must be 0.1-3600 s")),
+        vol.Optional(
+            "retry_backoff", default=1.0, description="first retry delay in seconds (doubles)"
+        ): vol.All(vol.Coerce(float), vol.Range(min=0.01, max=60, msg="must be 0.01-60 s")),
     }
 )
 _TEMPOLOR = vol.Schema(

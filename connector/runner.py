@@ -23,6 +23,7 @@ from .client import DEFAULT_BASE_URL, FinetuningClient
 from .config import ConfigError, ConnectorConfig, load_config
 from .events import Event
 from .exceptions import FinetuningError, PlaylistNotFoundError
+from .ratelimit import RateBudget
 from .registry import Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
 from .store import Store
@@ -103,6 +104,20 @@ async def _tempolor(
             yield client
 
 
+def finetuning_client(config: ConnectorConfig, api_key: str, base_url: str) -> FinetuningClient:
+    """The client with the budgets and backoff the file sets (defaults: the documented)."""
+    settings = config.finetuning
+    return FinetuningClient(
+        api_key,
+        base_url=base_url,
+        backoff_base=settings.retry_backoff,
+        read_budget=RateBudget(settings.reads_per_window, settings.rate_window, name="reads"),
+        generation_budget=RateBudget(
+            settings.generations_per_window, settings.rate_window, name="generations"
+        ),
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[Connections]:
     """The configured client and journal, or the embedded sandbox's when no key is set.
@@ -118,7 +133,7 @@ async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[Con
         tempolor_url = config.tempolor.base_url if config.tempolor else None
         with Store.open(config.state_dir) as store:
             async with (
-                FinetuningClient(api_key, base_url=base_url) as client,
+                finetuning_client(config, api_key, base_url) as client,
                 _tempolor(token, tempolor_url) as tempolor_client,
             ):
                 yield Connections(client, store, tempolor_client)
