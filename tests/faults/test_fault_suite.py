@@ -48,13 +48,12 @@ stopped for a third of them, the runtime SIGKILLed twice, the sandbox injecting
   `make` runs with a journaled intent), the commit-then-fail create not
   resubmitted. The figures are printed at the end.
 
-Test-only tuning, because the product has no setting for it: `ftconnect run`
-builds its client with the real service's budgets (10 creates and 60 reads a
-minute) and a 1 s retry backoff, which would make N=200 take over twenty
-minutes. The subprocess is started through a short bootstrap that changes
-only those constructor defaults (budgets to 100k a minute, backoff base 0.05 s,
-max 0.5 s; the retry policy and everything else untouched) and then calls the
-real `connector.cli.main(["run", FILE])`.
+Test tuning, through the file's own settings: the real service's budgets (10
+creates and 60 reads a minute) and a 1 s retry backoff would make N=200 take
+over twenty minutes, so the `finetuning:` section raises the client's budgets
+(`reads_per_window`, `generations_per_window`) and lowers `retry_backoff` to
+0.05 s; the retry policy and everything else are the product's own. The
+subprocess is the real `python -m connector.cli run FILE`.
 """
 
 from __future__ import annotations
@@ -95,31 +94,6 @@ READ_FAULTS = [
 ]
 RECEIVER_LATENCY = 0.1  # seconds; keeps chains in flight long enough to be cut
 SETTLE_TIMEOUT = 90.0  # seconds for life C to finish everything (a pass takes far less)
-
-# Runs the real CLI with the client's rate budgets and retry backoff scaled for a
-# test (the automations file has no setting for them); nothing else changes.
-BOOTSTRAP = """
-import sys
-from connector import client
-from connector.ratelimit import RateBudget
-
-_init = client.FinetuningClient.__init__
-
-
-def _init_for_the_fault_suite(self, *args, **kwargs):
-    kwargs.setdefault("backoff_base", 0.05)
-    kwargs.setdefault("backoff_max", 0.5)
-    kwargs.setdefault("read_budget", RateBudget(100_000, 60.0, name="reads"))
-    kwargs.setdefault("generation_budget", RateBudget(100_000, 60.0, name="generations"))
-    _init(self, *args, **kwargs)
-
-
-client.FinetuningClient.__init__ = _init_for_the_fault_suite
-from connector.cli import main
-
-sys.exit(main(["run", sys.argv[1]]))
-"""
-
 
 # -- helpers ----------------------------------------------------------------------------
 
@@ -217,7 +191,14 @@ def write_config(
 
     ours = {"only_submitted_by_connector": True, "tags_contain": "fault"}
     document = {
-        "finetuning": {"api_key": sandbox.api_key, "base_url": sandbox.url},
+        "finetuning": {
+            "api_key": sandbox.api_key,
+            "base_url": sandbox.url,
+            # Budgets raised and backoff shortened so 200 generations fit in seconds.
+            "reads_per_window": 10000,
+            "generations_per_window": 10000,
+            "retry_backoff": 0.05,
+        },
         "webhook": webhook,
         "poll": {"idle_interval": 0.2, "active_interval": 0.1},
         "state_dir": str(path.parent / "state"),
@@ -276,8 +257,9 @@ class Life:
         self._handle = self.log.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-c",
-            BOOTSTRAP,
+            "-m",
+            "connector.cli",
+            "run",
             str(self.config),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self._handle,
