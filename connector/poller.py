@@ -131,6 +131,9 @@ class GenerationPoller:
                 await self.poll_once()
             except FinetuningError as err:
                 _LOGGER.warning("poll failed, will retry: %s", err)
+            except Exception:
+                # The journal locked or full: the poller must outlive it and try again.
+                _LOGGER.exception("poll failed, will retry")
             # The period is the interval, not the interval plus the tick's own time.
             remaining = self.interval - (time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
@@ -154,9 +157,11 @@ class GenerationPoller:
                 if created is not None and (newest is None or created > newest):
                     newest = created
                 if generation.is_terminal:
+                    # Dropped from the mark only once handed over: a tick that fails in
+                    # fire() must see it again next time.
+                    fired += await self._consider(generation, fire=firing)
                     state.in_progress.pop(generation.id, None)
                     state.misses.pop(generation.id, None)
-                    fired += await self._consider(generation, fire=firing)
                 elif created is not None:
                     state.in_progress[generation.id] = created
             oldest = page.generations[-1].created_at if page.generations else None
@@ -185,7 +190,10 @@ class GenerationPoller:
         # After a scan that reached the mark, an in-progress id not seen was deleted
         # (or skipped by an offset shift: hence a second chance before dropping it).
         for generation_id, created in list(self.state.in_progress.items()):
-            if generation_id in seen or (mark is not None and created < mark):
+            if generation_id in seen:
+                self.state.misses.pop(generation_id, None)  # only consecutive misses count
+                continue
+            if mark is not None and created < mark:
                 continue
             misses = self.state.misses.get(generation_id, 0) + 1
             if misses >= MISSES_BEFORE_DROP:
@@ -196,10 +204,10 @@ class GenerationPoller:
 
     async def _consider(self, generation: Generation, *, fire: bool) -> int:
         key = generation_event_key(generation.provider, generation.id, generation.status.value)
+        ours = generation.id in self.state.submitted
+        self.state.submitted.discard(generation.id)  # terminal: no longer worth polling fast
         if self._is_known(key):
             return 0
-        ours = generation.id in self.state.submitted
-        self.state.submitted.discard(generation.id)
         if not fire:
             # Seeding: remember it as seen by handing it over marked as not to fire.
             await self.fire(Event.for_generation(generation, source="seed"))
@@ -238,7 +246,10 @@ class TempolorJobPoller:
         """Tick until cancelled; a failed lookup is logged and retried at the next tick."""
         while True:
             self._wake.clear()
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:
+                _LOGGER.exception("TemPolor poll failed, will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
 

@@ -26,7 +26,7 @@ from .exceptions import FinetuningError, PlaylistNotFoundError
 from .ratelimit import RateBudget
 from .registry import Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
-from .store import Store
+from .store import Store, StoreError
 from .templates import Template
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdo
             )
         try:
             await runtime.start()
-        except FinetuningError as err:
+        except (FinetuningError, StoreError) as err:
             print(f"ftconnect: cannot start: {err}", file=sys.stderr)
             return EXIT_ERROR
         enabled = [a.id for a in config.automations if a.enabled]

@@ -227,7 +227,18 @@ class Runtime:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the journal, resume unfinished runs, start ingress and trigger sources."""
+        """Open the journal, resume unfinished runs, start ingress and trigger sources.
+
+        If starting fails (the API is down, the journal is locked), what did start
+        is stopped again before the error is raised.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(grace=5.0)
+            raise
+
+    async def _start(self) -> None:
         if self._store is None:
             self._store = Store.open(self.config.state_dir)
         store = self.store
@@ -333,15 +344,17 @@ class Runtime:
     async def stop(self, *, grace: float = 30.0) -> None:
         """Take no new work; let runs in flight finish (up to `grace` s, then leave them
         resumable); close the journal if the runtime opened it."""
-        self._accepting = False
-        if self.listener is not None:
-            await self.listener.stop()
+        # Pollers and sources first, then the listener, and only then refuse events:
+        # an event refused while a poller still runs would be dropped from its mark.
         for task in self._source_tasks:
             task.cancel()
         for task in self._source_tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._source_tasks.clear()
+        if self.listener is not None:
+            await self.listener.stop()
+        self._accepting = False
         if self._run_tasks:
             _done, pending = await asyncio.wait(set(self._run_tasks), timeout=grace)
             for task in pending:
@@ -389,7 +402,11 @@ class Runtime:
 
     def note_submission(self, generation: Generation, *, run_id: str | None = None) -> None:
         """A generation this connector submitted: remember it as ours and poll fast."""
-        self.store.add_pending(generation.provider, generation.id, generation.created_at, run_id)
+        store = self.store
+        store.add_pending(generation.provider, generation.id, generation.created_at, run_id)
+        if generation.is_terminal:
+            # Found already finished (a resumed step): ours, but nothing to wait for.
+            store.remove_pending(generation.provider, generation.id)
         if generation.provider == "tempolor":
             if self.tempolor_poller is not None:
                 self.tempolor_poller.wake()
@@ -445,12 +462,14 @@ class Runtime:
             if new:
                 # Started here, not by the caller: a caller that goes away (a webhook
                 # sender hanging up) must not leave journaled runs unstarted.
-                for listener in self.event_listeners:
-                    listener(event)
-                for run_id, automation in runs:
-                    self._launch(
-                        RunRecord(run_id=run_id, automation_id=automation.id, event=event), {}
-                    )
+                try:
+                    for run_id, automation in runs:
+                        self._launch(
+                            RunRecord(run_id=run_id, automation_id=automation.id, event=event),
+                            {},
+                        )
+                finally:
+                    _notify(self.event_listeners, event)
             if not future.done():
                 future.set_result(new)
 
@@ -473,6 +492,11 @@ class Runtime:
         if event is None or row.automation_id not in self._automations:
             why = "its event was pruned" if event is None else "its automation is gone"
             self.store.finish_run(row.run_id, "failed", f"cannot resume: {why}")
+            return
+        failed = [s for s in row.steps if s.status == "failed"]
+        if failed:
+            # The crash came between journaling the failure and ending the run.
+            self.store.finish_run(row.run_id, "failed", failed[0].error)
             return
         run = RunRecord(
             run_id=row.run_id, automation_id=row.automation_id, event=event, resumed=True
@@ -502,8 +526,7 @@ class Runtime:
                 run.error = f"{type(err).__name__}: {err}"
             run.finished_at = datetime.now(UTC)
             self.store.finish_run(run.run_id, run.status, run.error)
-            for listener in self.run_listeners:
-                listener(run)
+            _notify(self.run_listeners, run)
 
     async def _perform(
         self, automation: AutomationConfig, run: RunRecord, done: dict[int, dict[str, Any]]
@@ -560,8 +583,7 @@ class Runtime:
         run.status = "succeeded"
 
     def _step_done(self, run: RunRecord, record: StepRecord) -> None:
-        for listener in self.step_listeners:
-            listener(run, record)
+        _notify(self.step_listeners, run, record)
 
     async def _perform_step(
         self, step: StepConfig, context: ActionContext, variables: Mapping[str, Any]
@@ -569,6 +591,16 @@ class Runtime:
         spec = self.registry.actions[step.action]
         options = spec.schema(render(step.options, variables))
         return await spec.run(context, options)
+
+
+def _notify(listeners: list[Callable[..., None]], *args: Any) -> None:
+    """Tell every listener; one that fails (stdout closed under `| tee`) is logged and
+    must not stop the others, nor the runtime."""
+    for listener in listeners:
+        try:
+            listener(*args)
+        except Exception:
+            _LOGGER.exception("a listener failed; carrying on")
 
 
 def _intent_key(intent: Mapping[str, Any]) -> tuple[Any, ...] | None:
