@@ -392,3 +392,44 @@ automations:
     assert runs["ours"].event.generation is not None
     assert runs["ours"].event.generation.id == made["id"]
     assert runs["ours"].event.submitted_by_connector
+
+
+async def test_a_failing_listener_neither_stalls_events_nor_stops_runs(
+    client: FinetuningClient, store: Store
+) -> None:
+    runtime = Runtime(
+        config(
+            """
+automations:
+  - id: count
+    triggers: [{trigger: generation_failed}]
+    actions:
+      - action: bulk_delete
+        tracks: "{{ trigger.generation.id }}"
+        confirm: true
+        dry_run: true
+"""
+        ),
+        client,
+        store=store,
+    )
+
+    def broken(*_args: Any) -> None:
+        raise BrokenPipeError("stdout is gone")
+
+    runtime.event_listeners.append(broken)
+    runtime.step_listeners.append(broken)
+    runtime.run_listeners.append(broken)
+    results = await asyncio.gather(
+        *(
+            runtime.submit_event(
+                Event.for_generation(
+                    Generation(id=f"g{n}", status=GenerationStatus.FAILED), source="poll"
+                )
+            )
+            for n in range(3)
+        )
+    )
+    assert results == [True, True, True]
+    runs = await runs_of(runtime)
+    assert [r.status for r in runs] == ["succeeded"] * 3
