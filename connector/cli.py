@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         "run a failed (or finished) run again, on purpose",
         "Mark RUN_ID as replayed and queue a new run of the same automation for the same\n"
-        "event; it starts with the next `ftconnect run`.",
+        "event; a running `ftconnect run` starts it within a second, else its next start.",
         "ftconnect replay 3f2a9c0d1e2b4a5c automations.yaml",
     )
     replay.add_argument("run_id", help="the run to replay (see `ftconnect runs`)")
@@ -448,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sandbox_cli.run(args)
     import asyncio
 
-    remove_logging = _verbose_logging(_api_key(args)[0]) if args.verbose else None
+    remove_logging = _setup_logging(_api_key(args)[0], verbose=args.verbose)
     try:
         # Asked before the event loop starts: inside it, Ctrl-C at the prompt would only
         # cancel the command once Enter was pressed.
@@ -467,8 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
     finally:
-        if remove_logging is not None:
-            remove_logging()
+        remove_logging()
 
 
 async def _automations_command(args: argparse.Namespace) -> int:
@@ -649,14 +648,22 @@ def _base_url(args: argparse.Namespace) -> tuple[str, str]:
     return DEFAULT_BASE_URL, "default"
 
 
-def _verbose_logging(api_key: str | None) -> Callable[[], None]:
-    """Log the connector's HTTP activity to stderr with the key redacted; returns the undo."""
+def _setup_logging(api_key: str | None, *, verbose: bool) -> Callable[[], None]:
+    """Log to stderr through one handler that removes secrets; returns the undo.
+
+    Warnings and errors from any library (asyncio, aiohttp) go through it too, so
+    no log line of this process can carry a registered secret. `-v` adds the
+    connector's HTTP activity at DEBUG, the key redacted.
+    """
     import logging
 
     from .client import redact_key
+    from .redaction import ScrubFilter, register_secret
+
+    register_secret(api_key)
 
     class RedactKey(logging.Filter):
-        # The client never logs the key; this also covers anything else that might.
+        # A key too short to register (refused later anyway) is still hidden here.
         def filter(self, record: logging.LogRecord) -> bool:
             if api_key:
                 message = record.getMessage()
@@ -668,14 +675,20 @@ def _verbose_logging(api_key: str | None) -> Callable[[], None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ftconnect: %(name)s: %(message)s"))
     handler.addFilter(RedactKey())
+    handler.addFilter(ScrubFilter())
+    root = logging.getLogger()
     logger = logging.getLogger("connector")
-    previous = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
+    previous = (root.level, logger.level)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    if verbose:
+        logger.setLevel(logging.DEBUG)
 
     def undo() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+        root.removeHandler(handler)
+        root.setLevel(previous[0])
+        logger.setLevel(previous[1])
 
     return undo
 

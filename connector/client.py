@@ -60,6 +60,7 @@ from .models import (
     validate_ids,
 )
 from .ratelimit import Clock, RateBudget, Sleep
+from .redaction import register_secret
 from .version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ class FinetuningClient(SessionOwner):
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._api_key = check_api_key(api_key)
+        register_secret(self._api_key)  # nothing written or sent may carry it
         self.base_url = URL(base_url.rstrip("/") or DEFAULT_BASE_URL)
         if self.base_url.scheme not in ("http", "https") or not self.base_url.host:
             raise ValueError(f"base_url must be an http(s) URL (got {base_url!r})")

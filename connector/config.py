@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import voluptuous as vol
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 
+from .redaction import register_secret
 from .registry import PROVIDERS, ActionSpec, Registry, TriggerSpec, default_registry
 from .templates import Template, TemplateError, is_template
 
@@ -300,6 +301,7 @@ class _Tags:
         self.problems = problems
         self._secrets: dict[Any, Any] | None = None
         self._secrets_state = "unread"  # "unread", "read", "missing", "broken"
+        self.read_secrets: list[str] = []  # every value read with !secret
 
     def env(self, name: str) -> Any:
         if name not in self.environ:
@@ -321,6 +323,8 @@ class _Tags:
             return _Unresolved(f"secret {name!r} is not in {SECRETS_FILE}{_suggest(name, names)}")
         value = secrets[name]
         self.problems.hide(value)
+        if isinstance(value, str):
+            self.read_secrets.append(value)
         return SecretValue(value) if isinstance(value, str) else value
 
     def _read_secrets(self) -> dict[Any, Any] | None:
@@ -1464,4 +1468,32 @@ def _parse(
     config = _Validator(problems, source_registry, folder, source).document(data)
     if config is None or problems.items:
         raise problems.error()
+    _register_secrets(config, tags.read_secrets)
     return config
+
+
+def _register_secrets(config: ConnectorConfig, read_secrets: list[str]) -> None:
+    """Tell the process-wide redaction registry every secret the file holds, so nothing
+    the connector writes or sends (journal, library, bodies, logs) can carry one.
+
+    Secret fields count whatever their source (literal, `!env`, `!secret`); any value
+    read with `!secret` counts too. Other `!env` values (a path, a base URL) do not:
+    hiding them everywhere would mangle ordinary data.
+    """
+    register_secret(config.finetuning.api_key)
+    if config.tempolor is not None:
+        register_secret(config.tempolor.api_key)
+    if config.webhook is not None:
+        register_secret(config.webhook.token)
+    for automation in config.automations:
+        for step in automation.actions:
+            for name in SECRET_OPTIONS:
+                value = step.options.get(name)
+                if isinstance(value, str) and not isinstance(value, Template):
+                    register_secret(value)
+    for value in read_secrets:
+        register_secret(value)
+
+
+# Step options that hold secrets (notify_webhook's signing secret).
+SECRET_OPTIONS = ("secret",)

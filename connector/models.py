@@ -31,6 +31,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 
 from .exceptions import FieldProblem, RequestValidationError
+from .redaction import strip_url_secrets
 
 MAX_BULK_IDS = 100
 
@@ -163,6 +164,13 @@ class Generation(ApiModel):
     generation_time: float | None = None
     created_at: Timestamp | None = None
     completed_at: Timestamp | None = None
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _strip_webhook_secret(cls, value: Any) -> Any:
+        # The service echoes the webhook URL it was given, `?token=...` and all;
+        # whoever holds that token can forge events, so it is never kept.
+        return strip_url_secrets(value)
 
     @property
     def is_terminal(self) -> bool:

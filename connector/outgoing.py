@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from .exceptions import FinetuningError
+from .redaction import scrub
 from .version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
@@ -202,6 +203,8 @@ def _encode(payload: Any) -> bytes:
         return bytes(payload)
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json", by_alias=True)
+    # No secret leaves the process in a body, and NaN/Infinity (not JSON) become null.
+    payload = scrub(payload)
     try:
         # Compact and strict (no NaN): the bytes signed are the bytes sent.
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

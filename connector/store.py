@@ -69,6 +69,7 @@ from pydantic import BaseModel
 
 from .events import Event
 from .models import Generation
+from .redaction import scrub, scrub_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -360,12 +361,28 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _plain(value: Any) -> Any:
+    """`value` as plain JSON types (dict, list, str, int, float, bool, None)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(_plain(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return _plain(_json_default(value))
+
+
 def encode_json(value: Any) -> str:
     """JSON text as the store writes it (lenient; see the module docstring).
 
+    Strict JSON (a non-finite float becomes null, so every reader of the journal
+    gets standard JSON), and every registered secret is removed first: the
+    journal is read by `ftconnect runs/events --json` and the web page, and a
+    secret written once would stay in the file's free pages.
+
     For callers building `options_json` for `step_started` the same way.
     """
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    return json.dumps(scrub(_plain(value)), separators=(",", ":"), allow_nan=False)
 
 
 def _loads(text: str | None) -> Any:
@@ -667,7 +684,7 @@ class Store:
                 raise ValueError(f"run {run_id!r} is already {current}")
             db.execute(
                 "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE run_id = ?",
-                (status, error, now, run_id),
+                (status, scrub_text(error) if error else error, now, run_id),
             )
 
     @staticmethod
@@ -695,10 +712,12 @@ class Store:
             raise ValueError(f"step_index must be 0 or more (got {step_index})")
         if options_json is not None:
             try:
-                json.loads(options_json)
+                options = json.loads(options_json)
             except ValueError as err:
                 # Refused now rather than breaking `runs --json` later.
                 raise ValueError(f"options_json of step {step_id!r} is not JSON: {err}") from None
+            # Re-encoded: strict JSON, and no secret (a signing secret among the options).
+            options_json = encode_json(options)
         now = self._now()
         with self._transaction(write=True) as db:
             status = self._run_status(db, run_id)
@@ -754,7 +773,7 @@ class Store:
             db.execute(
                 "UPDATE steps SET status = ?, output = ?, error = ?, finished_at = ?"
                 " WHERE run_id = ? AND step_index = ?",
-                (status, encoded, error, now, run_id, step_index),
+                (status, encoded, scrub_text(error) if error else error, now, run_id, step_index),
             )
 
     def run(self, run_id: str) -> RunRow | None:
@@ -801,6 +820,14 @@ class Store:
                 (RUNNING,),
             ).fetchall()
             return self._with_steps(db, rows)
+
+    def running_run_ids(self) -> list[str]:
+        """The ids of runs still `running`, oldest first (cheap: no steps are read)."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT run_id FROM runs WHERE status = ? ORDER BY started_at, rowid", (RUNNING,)
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def reset_run_for_replay(self, run_id: str) -> str:
         """`ftconnect replay RUN_ID`: a new run (new id) for the same event and automation.
@@ -934,6 +961,15 @@ class Store:
             )
             for row in rows
         ]
+
+    def submitted_by(self, provider: str, generation_id: str) -> str | None:
+        """The run a submitted generation belongs to ("" when no run is recorded), or None."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT run_id FROM submitted WHERE provider = ? AND generation_id = ?",
+                (provider, generation_id),
+            ).fetchone()
+        return None if row is None else (row[0] or "")
 
     def is_submitted(self, provider: str, generation_id: str) -> bool:
         """Whether this connector submitted the generation (kept after it ends, until pruned)."""

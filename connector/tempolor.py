@@ -56,6 +56,7 @@ from .exceptions import (
     ValidationError,
 )
 from .ratelimit import Clock, Sleep
+from .redaction import register_secret
 from .tempolor_models import (
     FILE_FORMATS,
     JOB_TYPES,
@@ -146,6 +147,7 @@ class TempolorClient(SessionOwner):
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._api_token = check_api_token(api_token)
+        register_secret(self._api_token)  # nothing written or sent may carry it
         self.base_url = URL(base_url.rstrip("/") or DEFAULT_BASE_URL)
         if self.base_url.scheme not in ("http", "https") or not self.base_url.host:
             raise ValueError(f"base_url must be an http(s) URL (got {base_url!r})")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import FieldProblem, RequestValidationError
+from .redaction import strip_url_secrets
 from .models import (
     ApiModel,
     Bpm,
@@ -181,6 +182,12 @@ class TempolorJob(ApiModel):
     reply_ref: str | None = None
     error: str | None = None
     code: int | None = None
+
+    @field_validator("reply_url", mode="before")
+    @classmethod
+    def _strip_reply_url_secret(cls, value: Any) -> Any:
+        # Jobs echo the replyUrl they were created with, our listener's token in it.
+        return strip_url_secrets(value)
 
     @property
     def status_code(self) -> int | None:

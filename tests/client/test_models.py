@@ -43,7 +43,8 @@ def test_create_response_example_parses() -> None:
     assert generation.id == "gen_xyz789"
     assert generation.status is GenerationStatus.PROCESSING
     assert generation.prompt == "lofi chill piano night"
-    assert generation.webhook == "https://your-app.com/finetuning-callback?token=YOUR_SECRET"
+    # The echoed token is dropped as the response is parsed: it must never be kept.
+    assert generation.webhook == "https://your-app.com/finetuning-callback"
     assert generation.credits_remaining == 1952
     assert generation.created_at == utc(2025, 1, 15, 10, 30, 0)
     params = generation.parameters
