@@ -20,7 +20,14 @@ from connector.validation import number_range, one_of, templatable
 if TYPE_CHECKING:
     from connector.runtime import ActionContext
 
-CLOCK_SKEW = 120.0  # seconds our clock and the server's may disagree by
+
+class AmbiguousSubmissionError(GenerationOutcomeUnknownError):
+    """An unclear create answer, and more than one generation (or run) it could be."""
+
+CLOCK_SKEW = 120.0  # seconds our clock and TemPolor's may disagree by (replyRef is unique)
+# A generation adopted after an unclear answer must be created after the intent was
+# journaled; this allows for timestamps cut to the second and a little clock drift.
+ADOPTION_SKEW = 5.0
 REQUEST_FIELDS = (
     "tags",
     "lyrics",
@@ -173,19 +180,45 @@ async def _find_job(context: ActionContext, reference: str) -> TempolorJob | Non
 
 
 async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation | None:
-    """The generation an intent describes, among those created since (same tags and seed)."""
-    since = datetime.fromtimestamp(float(intent["at"]) - CLOCK_SKEW, UTC)
+    """The generation an intent describes, if exactly one can be this step's.
+
+    A candidate has the intent's tags and seed, was created after the intent
+    was journaled (give or take `ADOPTION_SKEW`), and belongs to no other run.
+    While another run holds an open intent with the same tags and seed (a fixed
+    `seed`), the answer cannot be told apart and the step fails with a clear
+    error instead: adopting another run's track would lose this one's, and
+    submitting again could spend a second credit.
+    """
+    since = datetime.fromtimestamp(float(intent["at"]) - ADOPTION_SKEW, UTC)
+    candidates: list[Generation] = []
     async for generation in context.finetuning.iter_generations():
         if generation.created_at is not None and generation.created_at < since:
-            return None
+            break
         parameters = generation.parameters
         if (
             generation.prompt == intent.get("tags")
             and parameters is not None
             and parameters.seed == intent.get("seed")
+            and context.claimed_by_other(generation) is None
         ):
-            return generation
-    return None
+            candidates.append(generation)
+    if not candidates:
+        return None
+    rivals = context.rival_intents(intent)
+    if rivals or len(candidates) > 1:
+        found = ", ".join(g.id for g in candidates)
+        who = (
+            f"run {', '.join(run for run, _ in rivals)} submitted the same tags and seed"
+            if rivals
+            else f"{len(candidates)} generations match"
+        )
+        raise AmbiguousSubmissionError(
+            f"the outcome of this step's submission is unknown and cannot be told apart: {who} "
+            f"(seed {intent.get('seed')}; found {found}). Nothing was adopted and nothing "
+            "resubmitted: check the account, then `ftconnect replay` the run if it is needed. "
+            "A random seed (the default) avoids this."
+        )
+    return candidates[0]
 
 
 ACTION = ActionSpec(

@@ -93,6 +93,18 @@ class GenerationOutcomeUnknownError(FinetuningError):
     default_code = "GENERATION_OUTCOME_UNKNOWN"
 
 
+class GenerationClaimedError(ValueError):
+    """A generation another run of the connector already holds: never shared, never adopted."""
+
+    def __init__(self, generation_id: str, owner: str) -> None:
+        super().__init__(
+            f"generation {generation_id} already belongs to run {owner}; "
+            "a generation is never shared between runs"
+        )
+        self.generation_id = generation_id
+        self.owner = owner
+
+
 class AuthenticationError(FinetuningError):
     """The API key is missing, malformed, revoked, or lacks API access."""
 

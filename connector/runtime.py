@@ -33,10 +33,12 @@ import voluptuous as vol
 from .client import FinetuningClient
 from .config import AutomationConfig, ConnectorConfig, StepConfig
 from .events import Event
-from .exceptions import FinetuningError
+from .exceptions import FinetuningError, GenerationClaimedError
 from .models import Generation
 from .poller import GenerationPoller, PollerState, TempolorJobPoller
+from .redaction import register_secret
 from .registry import Registry, default_registry
+from .statelock import StateDirLock
 from .store import RunRow, Store
 from .templates import Template, TemplateError, render
 
@@ -49,6 +51,8 @@ _LOGGER = logging.getLogger(__name__)
 POLLER_CURSOR = "poller:finetuning"
 PRUNE_EVERY = 3600.0  # seconds between retention passes
 CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints, run off the event loop
+# Seconds between looks for runs another process queued (`ftconnect replay`).
+QUEUED_RUNS_EVERY = 1.0
 WEBHOOK_TOKEN = "webhook_token"
 
 
@@ -173,6 +177,15 @@ class ActionContext:
         """Record a generation this connector submitted (filters, fast polling)."""
         self.runtime.note_submission(generation, run_id=self.run.run_id)
 
+    def claimed_by_other(self, generation: Generation) -> str | None:
+        """The run that already holds `generation`, when it is not this one."""
+        owner = self.runtime.store.submitted_by(generation.provider, generation.id)
+        return owner if owner is not None and owner != self.run.run_id else None
+
+    def rival_intents(self, intent: Mapping[str, Any]) -> list[tuple[str, int]]:
+        """Other runs' open submissions identical to `intent` (see `Runtime.rival_intents`)."""
+        return self.runtime.rival_intents(intent, self.run.run_id, self.step_index)
+
     async def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
         """Wait until a generation ends (inside the shared read budget)."""
         return await self.finetuning.wait_for_generation(generation_id, timeout=timeout)
@@ -210,10 +223,13 @@ class Runtime:
         self._batch: list[
             tuple[Event, list[tuple[str, AutomationConfig]], asyncio.Future[bool]]
         ] = []
-        # Submissions whose outcome is not known yet: intent key -> (run id, step index).
-        self._open_intents: dict[tuple[Any, ...], tuple[str, int]] = {}
+        # Submissions whose outcome is not known yet: intent key -> {(run id, step index)}.
+        # Several runs may hold the same key (a fixed seed and constant tags).
+        self._open_intents: dict[tuple[Any, ...], set[tuple[str, int]]] = {}
         self._slots = asyncio.Semaphore(max(1, config.max_concurrent_runs))
         self._run_tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()  # run ids with a task in this process
+        self._lock: StateDirLock | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
         # Events are accepted once there is a journal to record them in.
         self._accepting = store is not None
@@ -242,6 +258,10 @@ class Runtime:
         if self._store is None:
             self._store = Store.open(self.config.state_dir)
         store = self.store
+        # One daemon per journal, before anything is resumed: two would run the same runs.
+        lock = StateDirLock(store.state_dir)
+        lock.acquire()
+        self._lock = lock
         saved = store.get_cursor(POLLER_CURSOR)
         state = PollerState.from_json(saved) if isinstance(saved, dict) else PollerState()
         self.poller = GenerationPoller(
@@ -283,6 +303,7 @@ class Runtime:
             )
             self._spawn_source(self.tempolor_poller.run(), "tempolor-poller")
         self._spawn_source(self._prune_periodically(), "retention")
+        self._spawn_source(self._pick_up_queued_runs(), "queued-runs")
         store.defer_checkpoints()
         self._spawn_source(self.checkpoint_periodically(), "checkpoint")
         for automation in self.config.automations:
@@ -302,6 +323,7 @@ class Runtime:
         webhook = self.config.webhook
         assert webhook is not None
         token = webhook.token or self.store.secret(WEBHOOK_TOKEN, lambda: secrets.token_urlsafe(32))
+        register_secret(token)  # whoever holds it can forge events: never written or sent
         self.listener = WebhookListener(
             token=token,
             record=self.submit_event,
@@ -346,11 +368,7 @@ class Runtime:
         resumable); close the journal if the runtime opened it."""
         # Pollers and sources first, then the listener, and only then refuse events:
         # an event refused while a poller still runs would be dropped from its mark.
-        for task in self._source_tasks:
-            task.cancel()
-        for task in self._source_tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel_all(self._source_tasks)
         self._source_tasks.clear()
         if self.listener is not None:
             await self.listener.stop()
@@ -365,6 +383,9 @@ class Runtime:
         if self._owns_store and self._store is not None:
             self._store.close()
             self._store = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     async def idle(self) -> None:
         """Wait until no run is in flight."""
@@ -388,11 +409,21 @@ class Runtime:
         """Remember a submission whose outcome is not known yet (see `_is_ours`)."""
         key = _intent_key(intent)
         if key is not None:
-            self._open_intents[key] = (run_id, step_index)
+            self._open_intents.setdefault(key, set()).add((run_id, step_index))
+
+    def rival_intents(
+        self, intent: Mapping[str, Any], run_id: str, step_index: int
+    ) -> list[tuple[str, int]]:
+        """Other open submissions that describe the same generation as `intent`
+        (same tags and seed): while any is open, which generation is whose is unknown."""
+        key = _intent_key(intent)
+        owners = self._open_intents.get(key, set()) if key is not None else set()
+        return sorted(owner for owner in owners if owner != (run_id, step_index))
 
     def _close_intents(self, run_id: str, step_index: int) -> None:
-        for key, owner in list(self._open_intents.items()):
-            if owner == (run_id, step_index):
+        for key, owners in list(self._open_intents.items()):
+            owners.discard((run_id, step_index))
+            if not owners:
                 del self._open_intents[key]
 
     def _is_ours(self, generation: Generation) -> bool:
@@ -401,8 +432,15 @@ class Runtime:
         return _generation_key(generation) in self._open_intents
 
     def note_submission(self, generation: Generation, *, run_id: str | None = None) -> None:
-        """A generation this connector submitted: remember it as ours and poll fast."""
+        """A generation this connector submitted: remember it as ours and poll fast.
+
+        A generation belongs to one run: claiming one that another run already
+        holds raises `GenerationClaimedError` (two runs never share a track).
+        """
         store = self.store
+        owner = store.submitted_by(generation.provider, generation.id)
+        if run_id is not None and owner is not None and owner != run_id:
+            raise GenerationClaimedError(generation.id, owner)
         store.add_pending(generation.provider, generation.id, generation.created_at, run_id)
         if generation.is_terminal:
             # Found already finished (a resumed step): ours, but nothing to wait for.
@@ -509,7 +547,45 @@ class Runtime:
         automation = self._automations[run.automation_id]
         task = asyncio.create_task(self._run(automation, run, done), name=run.automation_id)
         self._run_tasks.add(task)
-        task.add_done_callback(self._run_tasks.discard)
+        self._in_flight.add(run.run_id)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._run_tasks.discard(task)
+            self._in_flight.discard(run.run_id)
+
+        task.add_done_callback(finished)
+
+    async def _pick_up_queued_runs(self) -> None:
+        """Start runs that another process journaled while this one runs.
+
+        `ftconnect replay` writes a new `running` run into the journal; with this
+        daemon holding the state_dir, any running run without a task here is one
+        of those, and starts now rather than at the next start.
+        """
+        while True:
+            await asyncio.sleep(QUEUED_RUNS_EVERY)
+            if not self._accepting:
+                continue
+            try:
+                self.pick_up_queued_runs()
+            except Exception:
+                _LOGGER.exception("could not look for queued runs; will look again")
+
+    def pick_up_queued_runs(self) -> int:
+        """One look for queued runs (see `_pick_up_queued_runs`); returns how many started."""
+        started = 0
+        for run_id in self.store.running_run_ids():
+            if run_id in self._in_flight:
+                continue
+            row = self.store.run(run_id)
+            if row is None or row.status != "running":
+                continue
+            _LOGGER.info(
+                "run %s of %s queued by another process: starting it", run_id, row.automation_id
+            )
+            self._resume(row)
+            started += 1
+        return started
 
     async def _run(
         self, automation: AutomationConfig, run: RunRecord, done: dict[int, dict[str, Any]]
@@ -591,6 +667,23 @@ class Runtime:
         spec = self.registry.actions[step.action]
         options = spec.schema(render(step.options, variables))
         return await spec.run(context, options)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel tasks and wait until they are done, cancelling again while any is not.
+
+    On Python 3.11 a cancellation that lands as an `asyncio.timeout()` inside the
+    task expires (a request timing out in a poll) is taken for the timeout and
+    swallowed; waiting once would then hang until the next interval or forever.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("trigger source %s ended with an error", task.get_name())
 
 
 def _notify(listeners: list[Callable[..., None]], *args: Any) -> None:
