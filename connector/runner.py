@@ -26,6 +26,7 @@ from .exceptions import FinetuningError, PlaylistNotFoundError
 from .ratelimit import RateBudget
 from .registry import Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
+from .statelock import StateDirLocked, holder
 from .store import Store, StoreError
 from .templates import Template
 
@@ -203,7 +204,7 @@ async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdo
             )
         try:
             await runtime.start()
-        except (FinetuningError, StoreError) as err:
+        except (FinetuningError, StoreError, StateDirLocked) as err:
             print(f"ftconnect: cannot start: {err}", file=sys.stderr)
             return EXIT_ERROR
         enabled = [a.id for a in config.automations if a.enabled]
@@ -309,9 +310,14 @@ def show_runs(
     if as_json:
         print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
         return EXIT_OK
+    daemon = holder(state)
     for row in rows:
         started = f"{row.started_at:%Y-%m-%d %H:%M:%S}"
-        print(f"{started}  {row.run_id}  {row.automation_id:<24} {row.status}")
+        status = row.status
+        if status == "running" and daemon is None:
+            # Nothing runs it now: say when it will, rather than "running".
+            status = "queued (runs at the next start of `ftconnect run`)"
+        print(f"{started}  {row.run_id}  {row.automation_id:<24} {status}")
         for step in row.steps:
             detail = step.error or ""
             print(f"    {step.step_index}: {step.step_id} ({step.action}) {step.status} {detail}")
@@ -330,5 +336,10 @@ def replay(state: Path, run_id: str) -> int:
         except (ValueError, KeyError) as err:
             print(f"ftconnect: error: {err}", file=sys.stderr)
             return EXIT_ERROR
-    print(f"run {run_id} will run again as {new_id} at the next start of `ftconnect run`")
+    pid = holder(state)
+    if pid is not None:
+        daemon = f"process {pid}" if pid else "the running daemon"
+        print(f"run {run_id} runs again as {new_id} now, in `ftconnect run` ({daemon})")
+    else:
+        print(f"run {run_id} will run again as {new_id} at the next start of `ftconnect run`")
     return EXIT_OK
