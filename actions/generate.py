@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 class AmbiguousSubmissionError(GenerationOutcomeUnknownError):
     """An unclear create answer, and more than one generation (or run) it could be."""
 
+
 CLOCK_SKEW = 120.0  # seconds our clock and TemPolor's may disagree by (replyRef is unique)
 # A generation adopted after an unclear answer must be created after the intent was
 # journaled; this allows for timestamps cut to the second and a little clock drift.
@@ -101,7 +102,7 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
         if webhook:
             fields["webhook"] = webhook
         request = GenerationRequest.build(allow_local_webhook=context.allow_local_webhook, **fields)
-        context.record_intent(intent)
+        await context.record_intent(intent)
         try:
             generation = await context.finetuning.create_generation(request)
         except GenerationOutcomeUnknownError:
@@ -109,7 +110,7 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
             if generation is None:
                 raise
             context.log(f"submission answer lost; found {generation.id} (no second credit)")
-    context.submitted(generation)
+    await context.submitted(generation)
     if options["wait"] and not generation.is_terminal:
         generation = await context.wait_for(generation.id, timeout=options["wait_timeout"])
     return {
@@ -131,7 +132,7 @@ async def _tempolor(context: ActionContext, options: Mapping[str, Any]) -> Mappi
         webhook = context.webhook_url("tempolor")
         if webhook:
             fields["replyUrl"] = webhook
-        context.record_intent({"replyRef": reference, "at": time.time()})
+        await context.record_intent({"replyRef": reference, "at": time.time()})
         try:
             if options["instrumental"]:
                 for name in ("bpm", "chords", "tonality"):
@@ -155,7 +156,7 @@ async def _tempolor(context: ActionContext, options: Mapping[str, Any]) -> Mappi
         else:
             job = jobs[0]
     generation = job.to_generation()
-    context.submitted(generation)
+    await context.submitted(generation)
     if options["wait"] and not generation.is_terminal:
         job = await client.wait_for_job(generation.id, timeout=options["wait_timeout"])
         generation = job.to_generation()

@@ -32,6 +32,7 @@ from .client import FinetuningClient
 from .events import Event, generation_event_key
 from .exceptions import FinetuningError
 from .models import Generation
+from .store import StoreError
 
 if TYPE_CHECKING:
     from .tempolor import TempolorClient
@@ -129,7 +130,7 @@ class GenerationPoller:
             started = time.monotonic()
             try:
                 await self.poll_once()
-            except FinetuningError as err:
+            except (FinetuningError, StoreError) as err:
                 _LOGGER.warning("poll failed, will retry: %s", err)
             except Exception:
                 # The journal locked or full: the poller must outlive it and try again.

@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import voluptuous as vol
 
@@ -39,7 +40,7 @@ from .poller import GenerationPoller, PollerState, TempolorJobPoller
 from .redaction import register_secret
 from .registry import Registry, default_registry
 from .statelock import StateDirLock
-from .store import RunRow, Store
+from .store import RunRow, Store, StoreError
 from .templates import Template, TemplateError, render
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ PRUNE_EVERY = 3600.0  # seconds between retention passes
 CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints, run off the event loop
 # Seconds between looks for runs another process queued (`ftconnect replay`).
 QUEUED_RUNS_EVERY = 1.0
+# A failing journal write inside a run is retried in place: first after this many
+# seconds, doubling up to the maximum; the warning is repeated at most this often.
+JOURNAL_RETRY_FIRST = 0.1
+JOURNAL_RETRY_MAX = 5.0
+JOURNAL_LOG_EVERY = 60.0
+T = TypeVar("T")
 WEBHOOK_TOKEN = "webhook_token"
 
 
@@ -160,22 +167,30 @@ class ActionContext:
         """Where providers should send results of what this step submits."""
         return self.runtime.webhook_url(provider)
 
-    def record_intent(self, fingerprint: Mapping[str, Any]) -> None:
+    async def record_intent(self, fingerprint: Mapping[str, Any]) -> None:
         """Journal what is about to be submitted, before sending it.
 
         Until the step ends, a generation matching the intent counts as ours even
         if a webhook or the poller sees it finish before the step hears back.
         """
-        self.runtime.store.record_intent(self.run.run_id, self.step_index, fingerprint)
+        store = self.runtime.store
+        await self.runtime.journal(
+            "record an intent", store.record_intent, self.run.run_id, self.step_index, fingerprint
+        )
         self.runtime.open_intent(fingerprint, self.run.run_id, self.step_index)
 
     def intent(self) -> Mapping[str, Any] | None:
         """What an earlier attempt of this step meant to submit, if it got that far."""
         return self.runtime.store.intent(self.run.run_id, self.step_index)
 
-    def submitted(self, generation: Generation) -> None:
+    async def submitted(self, generation: Generation) -> None:
         """Record a generation this connector submitted (filters, fast polling)."""
-        self.runtime.note_submission(generation, run_id=self.run.run_id)
+        await self.runtime.journal(
+            "record a submission",
+            self.runtime.note_submission,
+            generation,
+            run_id=self.run.run_id,
+        )
 
     def claimed_by_other(self, generation: Generation) -> str | None:
         """The run that already holds `generation`, when it is not this one."""
@@ -229,6 +244,8 @@ class Runtime:
         self._slots = asyncio.Semaphore(max(1, config.max_concurrent_runs))
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()  # run ids with a task in this process
+        self._journal_problem: str | None = None  # the last journal write that failed
+        self._journal_logged = 0.0
         self._lock: StateDirLock | None = None
         self._source_tasks: list[asyncio.Task[None]] = []
         # Events are accepted once there is a journal to record them in.
@@ -334,10 +351,16 @@ class Runtime:
         await self.listener.start()
 
     def health(self) -> dict[str, Any]:
-        """For /healthz: how long ago the last poll completed."""
+        """For /healthz: "degraded" while the journal fails, the age of the last poll."""
         last = self.poller.last_success if self.poller else None
         age = round(time.monotonic() - last, 1) if last is not None else None
-        return {"last_poll_age_seconds": age, "runs_in_flight": len(self._run_tasks)}
+        body: dict[str, Any] = {
+            "status": "degraded" if self._journal_problem else "ok",
+            "journal": self._journal_problem or "ok",
+            "last_poll_age_seconds": age,
+            "runs_in_flight": len(self._run_tasks),
+        }
+        return body
 
     def _spawn_source(self, coroutine: Any, name: str) -> None:
         async def guarded() -> None:
@@ -353,7 +376,11 @@ class Runtime:
     async def _prune_periodically(self) -> None:
         while True:
             await asyncio.sleep(PRUNE_EVERY)
-            result = self.store.prune(older_than=self.config.retention_days * 86400)
+            try:
+                result = self.store.prune(older_than=self.config.retention_days * 86400)
+            except StoreError as err:
+                _LOGGER.warning("retention pass failed, next in %g s: %s", PRUNE_EVERY, err)
+                continue
             _LOGGER.info("retention: %s", result)
 
     async def checkpoint_periodically(self) -> None:
@@ -361,7 +388,10 @@ class Runtime:
         store = self.store
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY)
-            await asyncio.to_thread(store.checkpoint)
+            try:
+                await asyncio.to_thread(store.checkpoint)
+            except StoreError as err:
+                _LOGGER.debug("WAL checkpoint failed, next in %g s: %s", CHECKPOINT_EVERY, err)
 
     async def stop(self, *, grace: float = 30.0) -> None:
         """Take no new work; let runs in flight finish (up to `grace` s, then leave them
@@ -492,10 +522,13 @@ class Runtime:
                 [(event, [(rid, a.id) for rid, a in runs]) for event, runs, _ in batch]
             )
         except Exception as err:
+            if isinstance(err, StoreError):
+                self._journal_failing("record events", err)
             for _event, _runs, future in batch:
                 if not future.done():
                     future.set_exception(err)
             return
+        self._journal_ok()
         for (event, runs, future), new in zip(batch, results, strict=True):
             if new:
                 # Started here, not by the caller: a caller that goes away (a webhook
@@ -552,6 +585,14 @@ class Runtime:
         def finished(task: asyncio.Task[None]) -> None:
             self._run_tasks.discard(task)
             self._in_flight.discard(run.run_id)
+            if not task.cancelled() and task.exception() is not None:
+                # Never "Task exception was never retrieved": say which run, and why.
+                _LOGGER.error(
+                    "run %s of %s ended with an error; it resumes when picked up again",
+                    run.run_id,
+                    run.automation_id,
+                    exc_info=task.exception(),
+                )
 
         task.add_done_callback(finished)
 
@@ -601,7 +642,9 @@ class Runtime:
                 run.status = "failed"
                 run.error = f"{type(err).__name__}: {err}"
             run.finished_at = datetime.now(UTC)
-            self.store.finish_run(run.run_id, run.status, run.error)
+            await self.journal(
+                "finish run", self.store.finish_run, run.run_id, run.status, run.error
+            )
             _notify(self.run_listeners, run)
 
     async def _perform(
@@ -631,7 +674,9 @@ class Runtime:
             if index in done:
                 steps[step.id] = done[index]
                 continue
-            attempt = self.store.step_started(run.run_id, index, step.id, step.action)
+            attempt = await self.journal(
+                "start a step", self.store.step_started, run.run_id, index, step.id, step.action
+            )
             record = StepRecord(step_id=step.id, action=step.action, attempt=attempt)
             run.steps.append(record)
             try:
@@ -646,17 +691,66 @@ class Runtime:
                 self._close_intents(run.run_id, index)
                 record.status, record.error = "failed", _describe(step, err)
                 record.finished_at = datetime.now(UTC)
-                self.store.step_finished(run.run_id, index, "failed", error=record.error)
+                await self.journal(
+                    "finish a step",
+                    self.store.step_finished,
+                    run.run_id,
+                    index,
+                    "failed",
+                    error=record.error,
+                )
                 run.status, run.error = "failed", record.error
                 self._step_done(run, record)
                 return
             self._close_intents(run.run_id, index)
             record.status, record.output = "succeeded", output
             record.finished_at = datetime.now(UTC)
-            self.store.step_finished(run.run_id, index, "succeeded", output=output)
+            await self.journal(
+                "finish a step",
+                self.store.step_finished,
+                run.run_id,
+                index,
+                "succeeded",
+                output=output,
+            )
             steps[step.id] = dict(output)
             self._step_done(run, record)
         run.status = "succeeded"
+
+    async def journal(self, what: str, write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call a journal write, retrying it with backoff while the journal fails.
+
+        A full disk, a locked or unwritable database: the run waits here, in this
+        process, and carries on once the write succeeds; nothing is skipped and
+        nothing needs a restart. Meanwhile `/healthz` reports degraded. Only
+        `StoreError` is retried: misuse (a `ValueError`) is a bug and raises.
+        """
+        delay = JOURNAL_RETRY_FIRST
+        while True:
+            try:
+                result = write(*args, **kwargs)
+            except StoreError as err:
+                self._journal_failing(what, err)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, JOURNAL_RETRY_MAX)
+                continue
+            self._journal_ok()
+            return result
+
+    def _journal_failing(self, what: str, err: Exception) -> None:
+        now = time.monotonic()
+        first = self._journal_problem is None
+        self._journal_problem = f"cannot {what}: {err}"
+        if first or now - self._journal_logged >= JOURNAL_LOG_EVERY:
+            self._journal_logged = now
+            _LOGGER.warning(
+                "journal write failed (%s); retrying with backoff, runs wait", self._journal_problem
+            )
+
+    def _journal_ok(self) -> None:
+        if self._journal_problem is not None:
+            _LOGGER.warning("journal writable again after: %s", self._journal_problem)
+            self._journal_problem = None
 
     def _step_done(self, run: RunRecord, record: StepRecord) -> None:
         _notify(self.step_listeners, run, record)
