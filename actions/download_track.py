@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from connector.media import DEFAULT_ARTIST, DEFAULT_PATH_TEMPLATE, SIDECARS, download_track
+from connector.media import (
+    DEFAULT_ARTIST,
+    DEFAULT_PATH_TEMPLATE,
+    SIDECARS,
+    DownloadError,
+    DownloadResult,
+    check_file_mode,
+    download_track,
+)
 from connector.models import Generation, GenerationStatus
 from connector.registry import ActionSpec
 from connector.validation import one_of, templatable
@@ -22,6 +30,18 @@ def _sidecars(value: Any) -> list[str]:
     if not isinstance(items, list) or any(item not in SIDECARS for item in items):
         raise vol.Invalid(f"must list sidecars among {', '.join(SIDECARS)} (got {value!r})")
     return list(items)
+
+
+def _file_mode(value: Any) -> int:
+    """Octal permission bits: "0644" (quoted), or a number (YAML reads a bare 0644 as octal)."""
+    try:
+        return check_file_mode(value)
+    except ValueError as err:
+        raise vol.Invalid(str(err).removeprefix("file_mode ")) from None
+
+
+# An expired or refused TemPolor link answers one of these: a fresh link may work.
+_LINK_EXPIRED = frozenset({403, 410})
 
 
 def check(options: Mapping[str, Any]) -> None:
@@ -60,17 +80,31 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
     generation, audio_url = await _generation(context, options.get("track"), provider)
     if generation.status is not GenerationStatus.COMPLETED:
         raise vol.Invalid(f"track {generation.id} is {generation.status.value}, not completed")
-    result = await download_track(
-        generation,
-        os.path.expanduser(options["library"]),  # noqa: ASYNC240  # string work, no I/O
-        path_template=options["path_template"],
-        album=options.get("album"),
-        artist=options["artist"],
-        album_artist=options.get("album_artist"),
-        also_write=options["also_write"],
-        lyrics=options.get("lyrics"),
-        audio_url=audio_url,
-    )
+
+    async def download(url: str | None) -> DownloadResult:
+        return await download_track(
+            generation,
+            os.path.expanduser(options["library"]),  # noqa: ASYNC240  # string work, no I/O
+            path_template=options["path_template"],
+            album=options.get("album"),
+            artist=options["artist"],
+            album_artist=options.get("album_artist"),
+            also_write=options["also_write"],
+            lyrics=options.get("lyrics"),
+            audio_url=url,
+            file_mode=options.get("file_mode"),
+        )
+
+    try:
+        result = await download(audio_url)
+    except DownloadError as err:
+        # download_track never retries a 403/410: the link itself is dead. TemPolor's
+        # links expire (the retries of a flaky CDN can outlast one), so ask for a new
+        # one, once. A Finetuning.ai generation has only its one audio URL.
+        if provider != "tempolor" or err.status not in _LINK_EXPIRED:
+            raise
+        link = await context.tempolor.get_download_url(generation.id, "mp3")
+        result = await download(link.url)
     return {
         "path": str(result.path),
         "bytes": result.bytes,
@@ -113,6 +147,13 @@ ACTION = ActionSpec(
                 templatable(str)
             ),
             vol.Optional("also_write", default=[], description="sidecars: json, lrc"): _sidecars,
+            # _file_mode first, so its message (naming the range) is the one shown;
+            # vol.Any after it only tells the JSON Schema export: a string or an integer.
+            vol.Optional(
+                "file_mode",
+                description='file permissions, octal in quotes: "0644" (default: 0666 less '
+                "the umask)",
+            ): vol.All(_file_mode, vol.Any(str, int)),
         }
     ),
     example={"action": "download_track", "library": "/srv/music", "album": "Focus Beats"},

@@ -13,6 +13,17 @@ What `download_track` guarantees:
   frames), fsynced, tagged, then moved into place with one atomic
   `os.replace`. Any failure or cancellation before that move deletes the
   temporary file.
+* **Readable by the media server.** Jellyfin, Plex or Navidrome often run as
+  another user, so the finished file gets the mode a plain `open()` would
+  give it, 0666 less the process umask (0644 under the usual 022), or
+  `file_mode` when given; sidecars too. Only the ".part" file stays 0600
+  while it is incomplete: the mode is set just before the rename.
+* **Transient failures retried.** A GET is idempotent, so a 429, 500, 502,
+  503 or 504, a refused or dropped connection, a timeout or a body cut short
+  is tried again (`RetryPolicy`: 4 attempts, exponential backoff with
+  jitter, Retry-After honoured up to a cap), each attempt into a fresh
+  ".part". Other 4xx are final: 403, 404 and 410 mean the link is wrong or
+  expired, and only the caller can fetch a new one (TemPolor's links expire).
 * **No duplicates.** Every file carries its generation id in an ID3
   `TXXX:FINETUNING_ID` frame. Before downloading, the `.mp3` files of the
   target folder are scanned for that id (tags only: a few KB per file), so a
@@ -33,7 +44,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
+import random
 import re
 import string
 import tempfile
@@ -42,7 +55,8 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +69,7 @@ from yarl import URL
 
 from .exceptions import FinetuningError
 from .models import Generation
+from .redaction import scrub
 from .version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
@@ -128,6 +143,17 @@ _KEY_PATTERN = re.compile(r"^([A-Ga-g])([#♯b♭]?)$")
 _DIR_LOCKS: dict[str, threading.Lock] = {}
 _DIR_LOCKS_GUARD = threading.Lock()
 
+_UMASK_LOCK = threading.Lock()
+_PROC_STATUS = "/proc/self/status"  # Linux >= 4.7 shows the umask there ("Umask:\t0022")
+
+# Answers worth asking again: overload, gateways, rate limits. Every other 4xx is final.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+# Sidecar keys that carry a callback URL with its token (Finetuning's `webhook`,
+# TemPolor's `replyUrl`), compared lower-cased with "_" and "-" removed.
+_SECRET_URL_KEYS = frozenset({"webhook", "webhookurl", "replyurl"})
+
 _T = TypeVar("_T")
 
 # mutagen has no annotations: its classes are reached through Any so that
@@ -143,6 +169,9 @@ class DownloadError(FinetuningError):
 
     `url` is the audio URL without its query string (signed links carry
     tokens there) and `path` the folder or file concerned, when known.
+    `status` is the last HTTP status answered, `attempts` how many GETs were
+    made, and `retryable` whether the cause was transient (trying again later
+    may work); `retry_after` is the server's Retry-After in seconds, if any.
     """
 
     default_code = "DOWNLOAD_FAILED"
@@ -154,10 +183,51 @@ class DownloadError(FinetuningError):
         url: str | None = None,
         path: Path | None = None,
         status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        attempts: int = 1,
     ) -> None:
-        super().__init__(message, status=status)
+        super().__init__(message, status=status, retry_after=retry_after)
         self.url = url
         self.path = path
+        self.retryable = retryable
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and how patiently, a failed audio GET is tried again.
+
+    `attempts` counts every GET, the first included. After failed attempt n
+    the wait is `base_delay * 2**(n-1)`, at most `max_delay`, jittered down
+    to as little as half, so many downloads failing together do not return
+    together. A Retry-After (429, 503) replaces the backoff when it is at most
+    `retry_after_cap` seconds; a longer one ends the download at once, since
+    waiting less than asked would only be refused again.
+    """
+
+    attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    retry_after_cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ValueError(f"attempts must be an integer (got {self.attempts!r})")
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1 (got {self.attempts!r})")
+        for name in ("base_delay", "max_delay", "retry_after_cap"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number of seconds >= 0 (got {value!r})")
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based), jittered."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -511,16 +581,74 @@ def _is_same_track(path: Path, generation_id: str, provider: str) -> bool:
 # -- file system (run in worker threads) ------------------------------------------------
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows.
+
+    Linux (4.7 and later) shows it in /proc/self/status. Elsewhere the only
+    way is `os.umask`, which sets a new mask to return the old one: for that
+    instant the mask is process-wide, so a file another thread creates then
+    gets it. The mask set meanwhile is 0o077, the strictest, so the worst such
+    a race can do is make one file too private, never world-writable; the lock
+    only keeps two readers here from restoring each other's value. Read at
+    every download (it is cheap) rather than once at import, so a umask set
+    later, by a service manager's wrapper or a test, is honoured.
+    """
+    try:
+        with open(_PROC_STATUS, encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & 0o777
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask & 0o777
+
+
+@dataclass(frozen=True)
+class _Modes:
+    """Permission bits for the files written and the folders created.
+
+    `folders` is None when mkdir's own umask handling is right (no
+    `file_mode`); with a `file_mode`, created folders get it plus the
+    execute (search) bit wherever it grants read, so that "0644" files are
+    not locked inside a 0700 folder by a strict umask.
+    """
+
+    files: int
+    folders: int | None
+
+    @classmethod
+    def resolve(cls, file_mode: int | None) -> _Modes:
+        if file_mode is None:
+            return cls(files=0o666 & ~current_umask(), folders=None)
+        searchable = (file_mode & 0o444) >> 2
+        return cls(files=file_mode, folders=file_mode | searchable)
+
+
+def _set_mode(handle: Any, path: Path, mode: int) -> None:
+    """chmod an open file (fchmod where it exists: not Windows before Python 3.13)."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(handle.fileno(), mode)
+    else:  # pragma: no cover - Windows
+        os.chmod(path, mode)
+
+
 def _lock_for(directory: Path) -> threading.Lock:
     with _DIR_LOCKS_GUARD:
         return _DIR_LOCKS.setdefault(str(directory), threading.Lock())
 
 
-def _prepare_directory(library: Path, folders: Sequence[str]) -> tuple[Path, list[Path]]:
+def _prepare_directory(
+    library: Path, folders: Sequence[str], mode: int | None = None
+) -> tuple[Path, list[Path]]:
     """Create the target folder inside the library.
 
-    Returns the folder (resolved) and the folders this call created, outermost
-    first, so that a failed download can remove them again.
+    New folders get 0777 less the umask (mkdir applies it), or `mode` when
+    given; folders that already existed are never changed. Returns the folder
+    (resolved) and the folders this call created, outermost first, so that a
+    failed download can remove them again.
     """
     library = library.expanduser()
     if not library.is_dir():
@@ -540,14 +668,20 @@ def _prepare_directory(library: Path, folders: Sequence[str]) -> tuple[Path, lis
         raise DownloadError(f"cannot create {directory}: {err}", path=directory) from err
     # Checked again once it exists: a symlink may have been planted meanwhile.
     _check_inside(root, directory)
+    if mode is not None:
+        try:
+            for folder in created:
+                os.chmod(folder, mode)  # mkdir applied the umask; file_mode overrides it
+        except OSError as err:
+            _remove_empty(created)
+            raise DownloadError(f"cannot set the mode of {folder}: {err}", path=folder) from err
     return directory, created
 
 
-def _discard_temp(fd: int, path: Path, created: Sequence[Path]) -> None:
+def _discard_temp(fd: int, path: Path) -> None:
     with contextlib.suppress(OSError):
         os.close(fd)
     _unlink_quietly(path)
-    _remove_empty(created)
 
 
 def _remove_empty(folders: Sequence[Path]) -> None:
@@ -610,14 +744,16 @@ def _unlink_quietly(path: Path) -> None:
         _LOGGER.warning("could not remove the temporary file %s", path)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file, fsync and one rename."""
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` through a temporary file, chmod, fsync and one rename."""
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".ft-", suffix=".part")
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            # mkstemp made it 0600; the rename must publish it with its final mode.
+            _set_mode(handle, temp, mode)
             os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
@@ -626,8 +762,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
     _fsync_directory(path.parent)
 
 
-def _finish_audio(temp: Path, tags: _Tags, *, url: str) -> None:
-    """Check the downloaded file is a playable MP3, then tag it and fsync it."""
+def _finish_audio(temp: Path, tags: _Tags, *, url: str, mode: int) -> None:
+    """Check the downloaded file is a playable MP3, then tag, chmod and fsync it.
+
+    The mode is set here, last thing before `_place` renames the file: the
+    ".part" stays private (mkstemp's 0600) while it is incomplete.
+    """
     try:
         audio = _mp3.MP3(temp)
     except (MutagenError, OSError) as err:
@@ -638,6 +778,7 @@ def _finish_audio(temp: Path, tags: _Tags, *, url: str) -> None:
         # v1=0 drops any ID3v1 tag too: it cannot hold Unicode and would disagree.
         _build_tags(tags).save(temp, v1=0, v2_version=4)
         with temp.open("rb+") as handle:
+            _set_mode(handle, temp, mode)
             os.fsync(handle.fileno())
     except (MutagenError, OSError) as err:
         raise DownloadError(f"cannot write tags to {temp}: {err}", path=temp) from err
@@ -682,28 +823,64 @@ def _lrc(lyrics: str, tags: _Tags, duration: float | None) -> str:
     return "\n".join(lines + body) + "\n"
 
 
+def _for_sidecar(value: Any) -> Any:
+    """`value` made safe to publish: callback URLs dropped, non-finite numbers null.
+
+    The generation echoes the webhook URL it was created with, token and all
+    (`webhook`; TemPolor's `replyUrl` in its extra data). Whoever reads the
+    library must not be able to forge events, so those keys go at any depth,
+    whatever the models did already (defence in depth). NaN and Infinity are
+    not JSON: strict parsers (jq, JavaScript's JSON.parse) refuse them.
+    """
+    if isinstance(value, Mapping):
+        return {
+            key: _for_sidecar(item)
+            for key, item in value.items()
+            if not (
+                isinstance(key, str)
+                and key.lower().replace("_", "").replace("-", "") in _SECRET_URL_KEYS
+            )
+        }
+    if isinstance(value, list | tuple):
+        return [_for_sidecar(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_sidecar(generation: Generation, audio_path: Path) -> bytes:
+    """The generation's metadata as strict JSON, without the secrets it echoes.
+
+    `scrub` then removes any secret the process has registered (API key,
+    tokens), wherever a provider may have echoed one.
+    """
+    document = scrub(
+        _for_sidecar(
+            {**generation.to_wire(), "provider": generation.provider, "file": audio_path.name}
+        )
+    )
+    text = json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False)
+    return text.encode("utf-8") + b"\n"
+
+
 def _write_sidecars(
     audio_path: Path,
     kinds: Sequence[str],
     generation: Generation,
     tags: _Tags,
+    mode: int,
 ) -> tuple[Path, ...]:
     written: list[Path] = []
     for kind in kinds:
         target = audio_path.with_name(audio_path.stem + "." + kind)
         if kind == "json":
-            document = {
-                **generation.to_wire(),
-                "provider": generation.provider,
-                "file": audio_path.name,
-            }
-            data = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+            data = _json_sidecar(generation, audio_path)
         elif tags.lyrics:
             data = _lrc(tags.lyrics, tags, generation.duration).encode("utf-8")
         else:
             continue  # "lrc" without lyrics: nothing to write
         try:
-            _write_atomically(target, data)
+            _write_atomically(target, data, mode)
         except OSError as err:
             raise DownloadError(
                 f"{audio_path} is in place, but its {kind} sidecar could not be written: {err}",
@@ -815,11 +992,19 @@ async def _stream(
     received = 0
     try:
         async with session.get(url, headers=headers, timeout=client_timeout) as response:
-            if not 200 <= response.status < 300:
+            status = response.status
+            if not 200 <= status < 300:
+                retry_after = (
+                    _retry_after(response.headers.get("Retry-After"))
+                    if status in _RETRY_AFTER_STATUSES
+                    else None
+                )
                 raise DownloadError(
-                    f"GET {shown} answered HTTP {response.status} {response.reason or ''}".rstrip(),
+                    f"GET {shown} answered HTTP {status} {response.reason or ''}".rstrip(),
                     url=shown,
-                    status=response.status,
+                    status=status,
+                    retryable=status in _RETRY_STATUSES,
+                    retry_after=retry_after,
                 )
             content_type = response.content_type.lower()
             if not _content_type_ok(content_type):
@@ -855,28 +1040,159 @@ async def _stream(
                 await writer.write(chunk)
                 if on_progress is not None:
                     on_progress(received, total)
+            # The length first: a body cut short is worth another try, not a verdict.
+            if total is not None and received != total:
+                raise DownloadError(
+                    f"GET {shown} ended after {received} of {total} bytes",
+                    url=shown,
+                    status=status,
+                    retryable=received < total,
+                )
             if not _looks_like_mp3(head):
                 raise DownloadError(
                     f"GET {shown} sent {received} bytes that are not MP3 audio", url=shown
-                )
-            if total is not None and received != total:
-                raise DownloadError(
-                    f"GET {shown} ended after {received} of {total} bytes", url=shown
                 )
     except TimeoutError as err:
         raise DownloadError(
             f"GET {shown} did not finish within {timeout:g} s ({received} bytes received)",
             url=shown,
+            retryable=True,
         ) from err
     except aiohttp.ClientPayloadError as err:
-        raise DownloadError(
-            f"GET {shown} broke off after {received} bytes: {err}", url=shown
-        ) from err
+        raise _client_error(
+            err, f"GET {shown} broke off after {received} bytes: {err}", shown, retryable=True
+        ) from _safe_cause(err)
     except aiohttp.ClientError as err:
-        raise DownloadError(
-            f"GET {shown} failed after {received} bytes: {type(err).__name__}: {err}", url=shown
-        ) from err
+        # A connection refused, reset or closed early is transient; a bad URL, a
+        # redirect loop or a certificate refused will fail the same way again.
+        retryable = isinstance(err, aiohttp.ClientConnectionError) and not isinstance(
+            err, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch
+        )
+        raise _client_error(
+            err,
+            f"GET {shown} failed after {received} bytes: {_describe(err)}",
+            shown,
+            retryable=retryable,
+        ) from _safe_cause(err)
     return received
+
+
+def _describe(err: aiohttp.ClientError) -> str:
+    """The error's class and text; a response error's text is left out (it quotes URLs)."""
+    if isinstance(err, aiohttp.ClientResponseError):
+        # str() of these is "status, message=..., url=...", and a redirect loop's
+        # repr adds every hop's headers (Location with its query): keep the facts.
+        status = f" (HTTP {err.status})" if err.status else ""
+        return f"{type(err).__name__}{status}" + (f": {err.message}" if err.message else "")
+    return f"{type(err).__name__}: {err}"
+
+
+def _client_error(err: Exception, message: str, shown: str, *, retryable: bool) -> DownloadError:
+    """A DownloadError for an aiohttp error; URLs quoted in its text lose their query."""
+    return DownloadError(_without_queries(message), url=shown, retryable=retryable)
+
+
+def _safe_cause(err: Exception) -> Exception | None:
+    """`err` as the cause to chain, unless it carries a full URL (query and all).
+
+    Response errors (redirect loops, bad redirects) hold the request's URL in
+    `request_info`, and some errors quote a URL whole in their text: chained,
+    they would put a signed link's token in any traceback that gets logged.
+    """
+    text = f"{err} {err!r}"
+    if isinstance(err, aiohttp.ClientResponseError) or _without_queries(text) != text:
+        return None
+    return err
+
+
+# A URL (absolute, or a path such as a redirect's Location) and its query or fragment.
+_URL_QUERY = re.compile(r"((?:\b[A-Za-z][A-Za-z0-9+.-]*://|/)[^\s?#'\"<>]*)[?#][^\s'\"<>]*")
+
+
+def _without_queries(text: str) -> str:
+    """`text` with the query and fragment of every URL or path in it cut off."""
+    return _URL_QUERY.sub(r"\1", text)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds: delay-seconds or an HTTP date (RFC 9110); None if unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _retry_delay(err: DownloadError, attempt: int, policy: RetryPolicy) -> float | None:
+    """Seconds to wait before attempt `attempt + 1`, or None when `err` is final."""
+    if not err.retryable or attempt >= policy.attempts:
+        return None
+    if err.retry_after is not None:
+        return err.retry_after if err.retry_after <= policy.retry_after_cap else None
+    return policy.backoff(attempt)
+
+
+def _final_error(err: DownloadError, attempt: int, policy: RetryPolicy) -> DownloadError:
+    """The error to raise once `err`, from attempt number `attempt`, ends the download."""
+    if attempt == 1 and not err.retryable:
+        return err  # refused outright (404, not audio, ...): said as it was
+    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+    if not err.retryable:
+        note = f"not retryable; {tries} made"
+    elif (
+        attempt < policy.attempts
+        and err.retry_after is not None
+        and err.retry_after > policy.retry_after_cap
+    ):
+        note = (
+            f"the server asked to wait {err.retry_after:g} s (Retry-After), more than the "
+            f"{policy.retry_after_cap:g} s a download waits; gave up after {tries}"
+        )
+    else:
+        note = f"gave up after {tries}"
+    return DownloadError(
+        f"{err.message}; {note}",
+        url=err.url,
+        path=err.path,
+        status=err.status,
+        retryable=err.retryable,
+        retry_after=err.retry_after,
+        attempts=attempt,
+    )
+
+
+def check_file_mode(value: Any) -> int:
+    """Permission bits for `file_mode`: an int, or an octal string ("0644", "644", "0o644").
+
+    Only the nine permission bits are accepted: setuid, setgid and sticky
+    make no sense on a song, and a number over 0o777 is almost always a
+    decimal typed for octal (644 is 0o1204). Raises ValueError naming the field.
+    """
+    mode: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if re.fullmatch(r"[0-7]{1,4}", text):
+            mode = int(text, 8)
+    if mode is None or not 0 <= mode <= 0o777:
+        hint = ""
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0o777:
+            hint = f", which is {value:#o}"
+            if re.fullmatch(r"[0-7]{3}", str(value)):
+                hint += f'; for {value} in octal write it quoted: "0{value}"'
+        raise ValueError(
+            "file_mode must be permission bits from 0000 to 0777, in octal such as "
+            f'"0644" (got {value!r}{hint})'
+        )
+    return mode
 
 
 def _check_arguments(also_write: Sequence[str], max_bytes: int, timeout: float) -> list[str]:
@@ -928,6 +1244,8 @@ async def download_track(
     audio_url: str | None = None,
     timeout: float = 300.0,
     on_progress: ProgressCallback | None = None,
+    file_mode: int | str | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> DownloadResult:
     """Download a completed generation's MP3 into `library`, tagged and safely named.
 
@@ -935,16 +1253,25 @@ async def download_track(
     YYYY-MM-DD, or `album` such as a playlist name), {title} (title, else
     prompt, else id), {id}, {provider}, {date}, {year}, {bpm} and {key} (ID3
     form, "F#m"); a missing value is empty. `also_write` adds "json" (the
-    generation's metadata) and/or "lrc" (when there are lyrics) next to the
-    file. `on_progress(bytes_so_far, total_or_None)` is called per chunk.
+    generation's metadata, minus the webhook URL) and/or "lrc" (when there
+    are lyrics) next to the file. `on_progress(bytes_so_far, total_or_None)`
+    is called per chunk; it starts from 0 again when a failed GET is retried.
+
+    Files (audio and sidecars) get `file_mode` (permission bits, 0 to 0o777,
+    or an octal string such as "0644"), by default 0666 less the process
+    umask; folders it creates get 0777 less the umask, or with a `file_mode`
+    that mode plus search wherever it grants read.
+    Transient failures are retried as `retry` says; `timeout` bounds each GET.
 
     Returns a `DownloadResult`; when the folder already holds this generation
     nothing is downloaded and `already_present` is True (requested sidecars
-    are still refreshed). Raises ValueError for a bad template or sidecar name
-    before any network traffic, and `DownloadError` when the download fails,
-    in which case no file and no temporary file are left behind.
+    are still refreshed). Raises ValueError for a bad template, sidecar name
+    or file mode before any network traffic, and `DownloadError` when the
+    download fails (after its retries: `attempts` says how many), in which
+    case no file and no temporary file are left behind.
     """
     kinds = _check_arguments(also_write, max_bytes, timeout)
+    mode = check_file_mode(file_mode) if file_mode is not None else None
     template = parse_template(path_template)
     url = audio_url or generation.audio_url
     if not url:
@@ -987,8 +1314,9 @@ async def download_track(
         provider=generation.provider,
     )
 
+    modes = await _in_thread(lambda: _Modes.resolve(mode))
     directory, created = await _in_thread(
-        lambda: _prepare_directory(library_path, folders),
+        lambda: _prepare_directory(library_path, folders, modes.folders),
         undo=lambda made: _remove_empty(made[1]),
     )
     try:
@@ -1000,41 +1328,54 @@ async def download_track(
         raise
     if existing is not None:
         _LOGGER.debug("generation %s is already in %s", generation.id, existing)
-        return await _result(existing, True, kinds, generation, tags)
+        return await _result(existing, True, kinds, generation, tags, modes.files)
 
     await _in_thread(lambda: _sweep_leftovers(directory))
-    try:
-        # Hidden (".") and marked unfinished (".part") for anyone looking at the folder.
-        fd, temp_name = await _in_thread(
-            lambda: tempfile.mkstemp(suffix=".part", prefix=".ft-", dir=directory),
-            undo=lambda made: _discard_temp(made[0], Path(made[1]), created),
-        )
-    except asyncio.CancelledError:
-        _remove_empty(created)
-        raise
-    except OSError as err:
-        _remove_empty(created)
-        raise DownloadError(f"cannot write in {directory}: {err}", path=directory) from err
-    part = Path(temp_name)
-    writer = _TempWriter(part, fd)
+    writer: _TempWriter | None = None
     owns_session = session is None
     http = session or aiohttp.ClientSession()
     try:
-        received = await _stream(
-            http,
-            url,
-            writer,
-            max_bytes=max_bytes,
-            timeout=timeout,
-            on_progress=on_progress,
-        )
+        attempt = 0
+        while True:
+            attempt += 1
+            # A fresh ".part" per attempt: nothing of a broken body is ever kept.
+            writer = await _open_temp(directory)
+            try:
+                received = await _stream(
+                    http,
+                    url,
+                    writer,
+                    max_bytes=max_bytes,
+                    timeout=timeout,
+                    on_progress=on_progress,
+                )
+                break
+            except DownloadError as err:
+                writer.discard()
+                writer = None
+                delay = _retry_delay(err, attempt, retry)
+                if delay is None:
+                    final = _final_error(err, attempt, retry)
+                    if final is err:
+                        raise
+                    raise final from err
+                _LOGGER.info(
+                    "%s; trying again in %.1f s (attempt %d of %d)",
+                    err.message,
+                    delay,
+                    attempt + 1,
+                    retry.attempts,
+                )
+                await asyncio.sleep(delay)
+        part = writer.path
         await writer.commit()
-        await _in_thread(lambda: _finish_audio(part, tags, url=shown))
+        await _in_thread(lambda: _finish_audio(part, tags, url=shown, mode=modes.files))
         path, already = await _in_thread(
             lambda: _place(part, directory, stem, generation.id, generation.provider)
         )
     except BaseException as err:
-        writer.discard()
+        if writer is not None:
+            writer.discard()
         _remove_empty(created)
         if isinstance(err, OSError):
             raise DownloadError(
@@ -1044,8 +1385,28 @@ async def download_track(
     finally:
         if owns_session:
             await http.close()
-    _LOGGER.debug("generation %s: %d bytes from %s into %s", generation.id, received, shown, path)
-    return await _result(path, already, kinds, generation, tags)
+    _LOGGER.debug(
+        "generation %s: %d bytes from %s into %s (attempt %d)",
+        generation.id,
+        received,
+        shown,
+        path,
+        attempt,
+    )
+    return await _result(path, already, kinds, generation, tags, modes.files)
+
+
+async def _open_temp(directory: Path) -> _TempWriter:
+    """A new temporary file in `directory`, mode 0600 (mkstemp's) until it is finished."""
+    try:
+        # Hidden (".") and marked unfinished (".part") for anyone looking at the folder.
+        fd, temp_name = await _in_thread(
+            lambda: tempfile.mkstemp(suffix=".part", prefix=".ft-", dir=directory),
+            undo=lambda made: _discard_temp(made[0], Path(made[1])),
+        )
+    except OSError as err:
+        raise DownloadError(f"cannot write in {directory}: {err}", path=directory) from err
+    return _TempWriter(Path(temp_name), fd)
 
 
 async def _result(
@@ -1054,8 +1415,9 @@ async def _result(
     kinds: Sequence[str],
     generation: Generation,
     tags: _Tags,
+    file_mode: int,
 ) -> DownloadResult:
-    sidecars = await _in_thread(lambda: _write_sidecars(path, kinds, generation, tags))
+    sidecars = await _in_thread(lambda: _write_sidecars(path, kinds, generation, tags, file_mode))
     size = (await _in_thread(path.stat)).st_size
     return DownloadResult(
         path=path,

@@ -27,6 +27,7 @@ from connector.media import (
     SIDECARS,
     TEMPLATE_FIELDS,
     DownloadError,
+    RetryPolicy,
     download_track,
     genres,
     id3_key,
@@ -40,6 +41,8 @@ from connector.sandbox.audio import mp3_bytes
 pytestmark = pytest.mark.e2e
 
 ACCOUNT = "Demo User"
+# Transient failures are retried; the real backoff (seconds) would only slow the tests.
+FAST_RETRY = RetryPolicy(base_delay=0.001)
 
 
 @pytest.fixture
@@ -697,6 +700,7 @@ FAILURES = {
     ),
     "500": (answer("500 Internal Server Error", "text/plain", b"oops"), "HTTP 500"),
 }
+RETRIED = {"half the body, then closed", "500"}  # transient: tried FAST_RETRY.attempts times
 
 
 @pytest.mark.parametrize("case", list(FAILURES))
@@ -713,12 +717,16 @@ async def test_a_failed_download_leaves_nothing_behind(
             library,
             max_bytes=1000 if small_limit else 50 * 2**20,
             timeout=5,
+            retry=FAST_RETRY,
         )
 
     assert files_under(library) == []
     assert entries(library) == []  # the album folders it made are gone too
     assert "s3cr3t" not in str(caught.value)
     assert caught.value.code == "DOWNLOAD_FAILED"
+    expected_attempts = FAST_RETRY.attempts if case in RETRIED else 1
+    assert caught.value.attempts == expected_attempts
+    assert len(origin.requests) == expected_attempts
 
 
 async def test_octet_stream_that_is_mp3_is_accepted(origin: RawServer, library: Path) -> None:
@@ -735,7 +743,9 @@ async def test_a_stalled_body_times_out_and_leaves_nothing(
     origin.routes["/a.mp3"] = answer(send=5000, stall=5)
 
     with pytest.raises(DownloadError, match=r"did not finish within 0\.3 s"):
-        await download_track(generation_at(origin.url + "/a.mp3"), library, timeout=0.3)
+        await download_track(
+            generation_at(origin.url + "/a.mp3"), library, timeout=0.3, retry=FAST_RETRY
+        )
 
     assert files_under(library) == []
 
@@ -768,7 +778,7 @@ async def test_a_dropped_connection_at_the_sandbox_leaves_nothing(
     sandbox.sandbox.faults.replace([FaultRule(route="GET /audio/*", drop_rate=1.0)])
 
     with pytest.raises(DownloadError, match="failed after 0 bytes"):
-        await download_track(generation, library, session=http)
+        await download_track(generation, library, session=http, retry=FAST_RETRY)
 
     assert files_under(library) == []
     sandbox.sandbox.faults.replace([])
