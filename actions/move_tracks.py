@@ -31,21 +31,37 @@ def check(options: Mapping[str, Any]) -> None:
 
 
 async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Each track is added to the target, then removed from the source if that worked."""
+    """Each track is added to the target, then removed from the source if that worked.
+
+    Before moving, the step journals which of its tracks the target already
+    held. If a crash cuts the step short, the next attempt counts a track found
+    in the target as moved by the earlier attempt only if it was not there
+    before: a track that was in both playlists from the start stays an error.
+    """
     client = context.finetuning
     source = await client.resolve_playlist(options["from"])
     target = await client.resolve_playlist(options["to"])
     if source == target:
         raise RequestValidationError([FieldProblem("to", "is the same playlist as 'from'")])
-    result = await client.move_tracks(source, target, options["tracks"])
+    tracks = list(options["tracks"])
+    intent = context.intent() if context.resuming else None
+    if intent is None or not isinstance(intent.get("in_target_before"), list):
+        # Nothing of this step was sent yet: what the target holds now, it held before.
+        held = set((await client.get_playlist(target)).track_ids)
+        intent = {"in_target_before": [t for t in tracks if t in held]}
+        await context.record_intent(intent)
+    in_target_before = set(intent["in_target_before"])
+    result = await client.move_tracks(source, target, tracks)
     if context.resuming:
-        # An earlier attempt may have moved some: they are in the target, not the source.
+        # An earlier attempt may have moved some: they are in the target now, and were not.
         target_ids = set((await client.get_playlist(target)).track_ids)
-        moved_before = [e.id for e in result.errors if e.id in target_ids]
+        moved_before = {
+            e.id for e in result.errors if e.id in target_ids and e.id not in in_target_before
+        }
         result = result.model_copy(
             update={
-                "succeeded": [*result.succeeded, *moved_before],
-                "errors": [e for e in result.errors if e.id not in target_ids],
+                "succeeded": [*result.succeeded, *sorted(moved_before)],
+                "errors": [e for e in result.errors if e.id not in moved_before],
             }
         )
     return {"from_playlist_id": source, "to_playlist_id": target, **bulk_output(result)}
