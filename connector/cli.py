@@ -466,6 +466,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
+    except Exception as err:
+        # A journal that is corrupt, locked or unwritable: one clear line, not a traceback.
+        # (Imported here: the store is not loaded for commands that never open it.)
+        from .statelock import StateDirLocked
+        from .store import StoreError
+
+        if isinstance(err, StoreError | StateDirLocked):
+            print(f"ftconnect: error: {err}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
     finally:
         remove_logging()
 
