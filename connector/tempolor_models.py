@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .exceptions import FieldProblem, RequestValidationError
-from .redaction import strip_url_secrets
 from .models import (
     ApiModel,
     Bpm,
@@ -30,6 +29,7 @@ from .models import (
     _problems,
     _text,
 )
+from .redaction import strip_url_secrets
 
 PROVIDER = "tempolor"
 

@@ -47,7 +47,9 @@ automations:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[SandboxHandle]:
-    async with run_sandbox(SandboxConfig(pending_delay=0.01, processing_delay=0.05, read_limit=10_000)) as handle:
+    async with run_sandbox(
+        SandboxConfig(pending_delay=0.01, processing_delay=0.05, read_limit=10_000)
+    ) as handle:
         yield handle
 
 

@@ -128,13 +128,19 @@ async def _cli(*args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
+async def _until_a_run_succeeded(config: Path) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            if any(r["status"] == "succeeded" for r in await _runs(config)):
+                return
+            await asyncio.sleep(0.2)
+
+
 async def _runs(config: Path) -> list[dict[str, object]]:
     code, out, err = await _cli("runs", str(config), "--json", "--limit", "100")
     assert code == 0, err
     runs: list[dict[str, object]] = json.loads(out)
     return runs
-
-
 
 
 @pytest.mark.e2e
@@ -148,9 +154,7 @@ async def test_a_second_daemon_on_one_state_dir_exits_at_once_and_replay_runs_no
         await _wait_for_line(first, "Running 1 automation")
         track = sandbox.sandbox.add_track("Demo User", prompt="lock test", status="processing")
         sandbox.sandbox.complete_now(track.id)
-        async with asyncio.timeout(20):
-            while not any(r["status"] == "succeeded" for r in await _runs(config)):
-                await asyncio.sleep(0.2)
+        await _until_a_run_succeeded(config)
 
         # A second daemon: refused at once, naming the state_dir and the holder's pid.
         started = time.monotonic()
@@ -170,7 +174,8 @@ async def test_a_second_daemon_on_one_state_dir_exits_at_once_and_replay_runs_no
         original = next(r for r in await _runs(config) if r["status"] == "succeeded")
         code, out, err = await _cli("replay", str(original["run_id"]), str(config))
         assert code == 0, err
-        assert "now" in out and str(first.pid) in out
+        assert "now" in out
+        assert str(first.pid) in out
         new_id = out.split(" as ", 1)[1].split()[0]
         async with asyncio.timeout(20):
             while True:
@@ -196,9 +201,7 @@ async def test_a_replay_without_a_daemon_is_shown_queued_not_running(
         await _wait_for_line(first, "Running 1 automation")
         track = sandbox.sandbox.add_track("Demo User", prompt="queued", status="processing")
         sandbox.sandbox.complete_now(track.id)
-        async with asyncio.timeout(20):
-            while not any(r["status"] == "succeeded" for r in await _runs(config)):
-                await asyncio.sleep(0.2)
+        await _until_a_run_succeeded(config)
     finally:
         first.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(first.wait(), 30) == 0

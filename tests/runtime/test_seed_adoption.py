@@ -77,7 +77,8 @@ async def test_a_failed_create_does_not_adopt_an_earlier_runs_generation(
                 await runtime.stop()
     assert first.steps[0].output is not None
     assert second.status == "failed"
-    assert second.error is not None and "outcome" in second.error.lower()
+    assert second.error is not None
+    assert "outcome" in second.error.lower()
     assert second.steps[0].output is None  # no generation id: nothing adopted
     assert _credits_spent(sandbox) == 1
 
@@ -98,7 +99,8 @@ async def test_a_committed_but_failed_create_adopts_its_own_generation_not_the_e
                 await runtime.stop()
     assert first.status == "succeeded", first.error
     assert second.status == "succeeded", second.error
-    assert first.steps[0].output is not None and second.steps[0].output is not None
+    assert first.steps[0].output is not None
+    assert second.steps[0].output is not None
     assert first.steps[0].output["id"] != second.steps[0].output["id"]
     assert _credits_spent(sandbox) == 2  # the lost answer's generation, not a resubmission
 
@@ -120,7 +122,8 @@ async def test_an_identical_open_submission_of_another_run_makes_it_a_clear_fail
                 await runtime.stop()
     assert run.status == "failed"
     assert run.error is not None
-    assert "rival-run" in run.error and "seed 42" in run.error
+    assert "rival-run" in run.error
+    assert "seed 42" in run.error
     assert "nothing resubmitted" in run.error.lower() or "nothing was adopted" in run.error.lower()
     assert _credits_spent(sandbox) == 1  # the one the lost answer spent; no second credit
 
