@@ -183,7 +183,9 @@ async def test_a_full_run_with_both_providers_writes_and_sends_no_secret(
             )
             sandbox.sandbox.complete_now(request.id)
             async with asyncio.timeout(60):
-                while len(list(library.rglob("*.json"))) < 2 or len(received) < 6:
+                while True:
+                    if len(list(library.rglob("*.json"))) >= 2 and len(received) >= 6:
+                        break
                     await asyncio.sleep(0.2)
             await asyncio.sleep(0.5)
         finally:
