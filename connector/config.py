@@ -141,6 +141,8 @@ class WebhookConfig:
     port: int
     public_url: str | None = None
     token: str | None = None
+    max_connections: int = 512  # open at once; past it the longest-idle one is closed
+    header_timeout: float = 10.0  # seconds to send a request's headers (slowloris)
 
     def __repr__(self) -> str:
         return (
@@ -834,6 +836,8 @@ class _Validator:
                 port=webhook["listen"][1],
                 public_url=webhook["public_url"],
                 token=_text_or_none(webhook["token"]),
+                max_connections=webhook["max_connections"],
+                header_timeout=webhook["header_timeout"],
             ),
             poll=PollConfig(**poll),
             state_dir=state_dir,
@@ -1289,6 +1293,32 @@ def _listen(value: Any) -> tuple[str, int]:
     return host, int(port)
 
 
+TOKEN_MIN_LENGTH = 16
+
+
+def _token(value: Any) -> str:
+    text = _text(value)
+    if len(text.strip()) < TOKEN_MIN_LENGTH:
+        # Short enough to guess, and too short to be found and hidden everywhere.
+        raise vol.Invalid(
+            f"must be at least {TOKEN_MIN_LENGTH} characters (got {len(text.strip())}); "
+            "leave it out and one is generated"
+        )
+    return text
+
+
+def _connection_cap(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 65536:
+        raise vol.Invalid(f"must be a whole number from 16 to 65536 (got {_shown(value)})")
+    return value
+
+
+def _header_timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 300:
+        raise vol.Invalid(f"must be from 1 to 300 seconds (got {_shown(value)})")
+    return float(value)
+
+
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise vol.Invalid(f"must be a number of seconds (got {_shown(value)})")
@@ -1351,8 +1381,14 @@ _WEBHOOK = vol.Schema(
             _http_url
         ),
         vol.Optional("token", default=None, description="Shared secret in the URL"): _optional(
-            _text
+            _token
         ),
+        vol.Optional(
+            "max_connections", default=512, description="Open connections at most (16-65536)"
+        ): _connection_cap,
+        vol.Optional(
+            "header_timeout", default=10.0, description="Seconds a client has to send a request"
+        ): _header_timeout,
     }
 )
 _POLL = vol.Schema(

@@ -175,6 +175,19 @@ async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdo
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+    from .listener import install_quiet_accept_errors, raise_file_limit
+
+    # A listener facing the internet: room for many sockets, and if they run out
+    # anyway, one log line a minute about it instead of a traceback per accept().
+    raise_file_limit()
+    quiet = install_quiet_accept_errors(loop)
+    try:
+        return await _run(config, stop, out)
+    finally:
+        quiet()
+
+
+async def _run(config: ConnectorConfig, stop: asyncio.Event, out: TextIO) -> int:
     async with open_client(config, out) as connections:
         runtime = Runtime(
             config,

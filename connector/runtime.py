@@ -347,6 +347,8 @@ class Runtime:
             host=webhook.host,
             port=webhook.port,
             health=self.health,
+            max_connections=webhook.max_connections,
+            header_timeout=webhook.header_timeout,
         )
         await self.listener.start()
 

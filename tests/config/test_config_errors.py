@@ -485,7 +485,7 @@ def test_every_section_is_type_checked() -> None:
 
 
 def test_webhook_needs_listen_and_sections_must_be_mappings() -> None:
-    assert problems("webhook:\n  token: abc\npoll: 5\nautomations: {}\n") == [
+    assert problems("webhook:\n  token: abcdefghijklmnop\npoll: 5\nautomations: {}\n") == [
         "automations.yaml, line 1: webhook.listen is required for 'webhook'",
         "automations.yaml, line 3: poll: must be a mapping of options (got a number)",
         "automations.yaml, line 4: automations: must be a list of automations (got a mapping)",
@@ -642,3 +642,17 @@ def test_the_file_name_not_the_full_path_is_in_problems(tmp_path: Path) -> None:
     assert str(caught.value) == (
         "automations.yaml, line 2: poll.backfill: must be true or false (got 'maybe')"
     )
+
+
+def test_webhook_token_guard_and_listener_limits_are_checked() -> None:
+    text = (
+        "webhook:\n  listen: 127.0.0.1:8123\n  token: short\n  max_connections: 5\n"
+        "  header_timeout: 0\nautomations: []\n"
+    )
+    assert problems(text) == [
+        "automations.yaml, line 3: webhook.token: must be at least 16 characters (got 5); "
+        "leave it out and one is generated",
+        "automations.yaml, line 4: webhook.max_connections: must be a whole number from 16 "
+        "to 65536 (got 5)",
+        "automations.yaml, line 5: webhook.header_timeout: must be from 1 to 300 seconds (got 0)",
+    ]
