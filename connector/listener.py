@@ -51,7 +51,6 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote, quote_plus
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -60,6 +59,7 @@ from yarl import URL
 
 from .events import Event
 from .models import Generation
+from .redaction import finite, spellings
 from .tempolor_models import TempolorJob
 
 if TYPE_CHECKING:
@@ -115,17 +115,8 @@ class _Redactor:
     """Removes the token, raw and in its URL-encoded spellings, from any text."""
 
     def __init__(self, token: str) -> None:
-        spellings = {
-            token,
-            quote(token, safe=""),
-            quote_plus(token, safe=""),
-            # How yarl writes it into a query string (what a request line carries).
-            URL.build(query={"token": token}).raw_query_string.removeprefix("token="),
-            # How it shows inside a bytes repr, as aiohttp's parser errors quote request lines.
-            repr(token.encode("utf-8", "surrogatepass"))[2:-1],
-        }
         # Longest first, so a spelling that contains another is replaced whole.
-        self._spellings = sorted((s for s in spellings if s), key=len, reverse=True)
+        self._spellings = sorted(spellings(token), key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for spelling in self._spellings:
@@ -994,19 +985,8 @@ def _json(
     null; `default=str`: health() may report datetimes, and the answer must
     not fail on them either.
     """
-    text = json.dumps(_finite(body), default=str, allow_nan=False)
+    text = json.dumps(finite(body), default=str, allow_nan=False)
     return web.Response(text=text, status=status, content_type="application/json", headers=headers)
-
-
-def _finite(value: Any) -> Any:
-    """`value` with every non-finite float, however nested, replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 # -- the daemon's side: descriptors, and what asyncio logs when they run out -------------------

@@ -41,6 +41,7 @@ __all__ = [
     "register_secret",
     "scrub",
     "scrub_text",
+    "spellings",
     "strip_url_secrets",
 ]
 
@@ -65,10 +66,10 @@ class SecretSet:
             return
         with self._lock:
             self._values.add(text)
-            spellings = set(self._spellings)
-            spellings.update(_spellings(text))
+            known = set(self._spellings)
+            known.update(spellings(text))
             # Longest first, so a spelling that contains another is replaced whole.
-            self._spellings = tuple(sorted(spellings, key=len, reverse=True))
+            self._spellings = tuple(sorted(known, key=len, reverse=True))
 
     def update(self, values: Iterable[object]) -> None:
         for value in values:
@@ -114,7 +115,9 @@ class SecretSet:
         return value
 
 
-def _spellings(text: str) -> set[str]:
+def spellings(text: str) -> set[str]:
+    """The ways a secret shows in text: raw, percent- and form-encoded, in a yarl query
+    string (what a request line carries) and inside a bytes repr (parser errors)."""
     spellings = {
         text,
         quote(text, safe=""),

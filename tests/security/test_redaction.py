@@ -1,0 +1,123 @@
+"""The redaction registry and scrubbers: what is hidden, in which spellings, and what is kept."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from connector.models import Generation
+from connector.redaction import (
+    REDACTED,
+    SECRETS,
+    ScrubFilter,
+    SecretSet,
+    finite,
+    register_secret,
+    strip_url_secrets,
+)
+from connector.store import encode_json
+from connector.tempolor_models import TempolorJob
+
+TOKEN = "tok/en+with=odd~chars_0123456789"
+
+
+@pytest.fixture
+def registry() -> Iterator[SecretSet]:
+    before = SECRETS.values()
+    yield SECRETS
+    SECRETS.discard_all()
+    SECRETS.update(before)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://h.example/hooks/finetuning?token=abc", "https://h.example/hooks/finetuning"),
+        ("https://user:pw@h.example:8443/p?a=1#frag", "https://h.example:8443/p"),
+        ("https://h.example/plain", "https://h.example/plain"),
+        (None, None),
+        ("", ""),
+    ],
+)
+def test_strip_url_secrets_keeps_where_and_drops_what_may_be_a_credential(
+    url: str | None, expected: str | None
+) -> None:
+    assert strip_url_secrets(url) == expected
+
+
+def test_echoed_webhook_urls_are_stripped_as_models_parse_them() -> None:
+    generation = Generation.model_validate(
+        {"id": "g1", "status": "completed", "webhook": f"https://h/hooks?token={TOKEN}"}
+    )
+    assert generation.webhook == "https://h/hooks"
+    job = TempolorJob.model_validate(
+        {"job_id": "j1", "status": 30, "replyUrl": f"https://h/hooks/tempolor?token={TOKEN}"}
+    )
+    assert job.reply_url == "https://h/hooks/tempolor"
+    assert TOKEN not in job.to_generation().model_dump_json()
+
+
+def test_every_spelling_of_a_registered_secret_is_scrubbed(registry: SecretSet) -> None:
+    register_secret(TOKEN)
+    for spelling in (TOKEN, quote(TOKEN, safe=""), quote_plus(TOKEN, safe="")):
+        assert registry.scrub_text(f"before {spelling} after") == f"before {REDACTED} after"
+    nested = {"a": [f"x{TOKEN}y", {"k": TOKEN}], TOKEN: 1.5, "n": math.nan, "i": 3}
+    assert registry.scrub(nested) == {
+        "a": [f"x{REDACTED}y", {"k": REDACTED}],
+        REDACTED: 1.5,
+        "n": None,
+        "i": 3,
+    }
+
+
+def test_short_and_non_text_values_are_not_registered(registry: SecretSet) -> None:
+    size = len(registry)
+    for value in ("abc", "", "       ", None, 12345678):
+        register_secret(value)
+    assert len(registry) == size
+    assert registry.scrub_text("abc stays") == "abc stays"
+
+
+def test_the_journal_encoding_is_strict_json_without_secrets(registry: SecretSet) -> None:
+    register_secret(TOKEN)
+    text = encode_json({"url": f"http://x/?token={TOKEN}", "bad": [math.inf, -math.inf]})
+    assert TOKEN not in text
+    assert "Infinity" not in text
+    assert text == '{"url":"http://x/?token=<redacted>","bad":[null,null]}'
+
+
+def test_finite_turns_non_finite_floats_into_null_at_any_depth() -> None:
+    assert finite({"a": [math.nan, (1.0, math.inf)], "b": "x"}) == {
+        "a": [None, [1.0, None]],
+        "b": "x",
+    }
+
+
+def test_the_log_filter_scrubs_messages_arguments_and_tracebacks(registry: SecretSet) -> None:
+    register_secret(TOKEN)
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep()
+    handler.addFilter(ScrubFilter())
+    logger = logging.getLogger("test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("calling %s", f"https://h/?token={quote(TOKEN, safe='')}")
+        try:
+            raise ValueError(f"bad url https://h/?token={TOKEN}")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    assert records
+    assert all(TOKEN not in r and quote(TOKEN, safe="") not in r for r in records)
+    assert "ValueError" in records[1]
