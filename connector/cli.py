@@ -756,9 +756,9 @@ def _trace_config(api_key: str | None) -> Any:
 
 
 def _print_json(value: Any) -> None:
-    import json
+    from .redaction import dumps
 
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    print(dumps(value, indent=2, ensure_ascii=False))
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ word everywhere would mangle data, and the config refuses tokens that short.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -37,6 +38,7 @@ __all__ = [
     "SECRETS",
     "ScrubFilter",
     "SecretSet",
+    "dumps",
     "finite",
     "register_secret",
     "scrub",
@@ -158,6 +160,18 @@ def finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite(item) for item in value]
     return value
+
+
+def dumps(value: Any, *, indent: int | None = None, ensure_ascii: bool = True) -> str:
+    """Strict JSON text for people and other programs: no secret, no `NaN`/`Infinity`.
+
+    What the CLI prints (`--json`) and the runtime's one-line summaries go
+    through it: standard JSON parsers (JavaScript's, jq) refuse `NaN`, and a
+    value from a provider may carry one. Unknown types are written with `str()`.
+    """
+    return json.dumps(
+        scrub(value), indent=indent, default=str, allow_nan=False, ensure_ascii=ensure_ascii
+    )
 
 
 def strip_url_secrets(value: Any) -> Any:

@@ -24,6 +24,7 @@ from .config import ConfigError, ConnectorConfig, load_config
 from .events import Event
 from .exceptions import FinetuningError, PlaylistNotFoundError
 from .ratelimit import RateBudget
+from .redaction import dumps
 from .registry import Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
 from .statelock import StateDirLocked, holder
@@ -40,7 +41,7 @@ def describe_event(event: Event) -> str:
     """One human line for an event."""
     generation = event.generation
     if generation is None:
-        return f"trigger {event.kind}: {json.dumps(event.data, default=str)}"
+        return f"trigger {event.kind}: {dumps(event.data)}"
     if event.kind == "generation_failed":
         return f"trigger {event.kind}: {generation.id} ({generation.error_message})"
     length = f", {generation.duration:.1f} s" if generation.duration is not None else ""
@@ -75,7 +76,7 @@ def watch(runtime: Runtime, out: TextIO) -> None:
 
 def _summarise(output: dict[str, object]) -> str:
     keep = {k: v for k, v in output.items() if k not in ("generation",) and v not in ([], None)}
-    text = json.dumps(keep, default=str)
+    text = dumps(keep)
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -303,11 +304,11 @@ def show_events(state: Path, *, limit: int, kind: str | None, as_json: bool) -> 
     with Store.open(state) as store:
         rows = store.events(limit=limit, kind=kind)
     if as_json:
-        print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
+        print(dumps([row.to_dict() for row in rows], indent=2))
         return EXIT_OK
     for row in rows:
         generation = row.generation or {}
-        what = generation.get("title") or generation.get("prompt") or json.dumps(row.data)
+        what = generation.get("title") or generation.get("prompt") or dumps(row.data)
         print(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.kind:<18} {row.key}  {what}")
     return EXIT_OK
 
@@ -321,7 +322,7 @@ def show_runs(
     with Store.open(state) as store:
         rows = store.runs(limit=limit, status=status, automation_id=automation)
     if as_json:
-        print(json.dumps([row.to_dict() for row in rows], indent=2, default=str))
+        print(dumps([row.to_dict() for row in rows], indent=2))
         return EXIT_OK
     daemon = holder(state)
     for row in rows:

@@ -121,3 +121,17 @@ def test_the_log_filter_scrubs_messages_arguments_and_tracebacks(registry: Secre
     assert records
     assert all(TOKEN not in r and quote(TOKEN, safe="") not in r for r in records)
     assert "ValueError" in records[1]
+
+
+def test_printed_json_is_strict_and_secret_free(registry: SecretSet) -> None:
+    register_secret(TOKEN)
+    from datetime import UTC, datetime
+
+    from connector.redaction import dumps
+
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    text = dumps({"duration": math.nan, "at": when, "hook": f"https://h/?token={TOKEN}"})
+    assert text == (
+        '{"duration": null, "at": "2026-01-02 00:00:00+00:00", '
+        '"hook": "https://h/?token=<redacted>"}'
+    )
