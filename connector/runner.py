@@ -201,6 +201,8 @@ async def _run(config: ConnectorConfig, stop: asyncio.Event, out: TextIO) -> int
             config.webhook is not None
             and config.webhook.public_url is None
             and config.finetuning.api_key
+            # A server on this machine (a sandbox) is told the local hook URL.
+            and not runtime.api_is_local
         ):
             print(
                 "webhook.public_url is not set: the listener runs, but providers are not told "

@@ -161,7 +161,7 @@ class ActionContext:
     @property
     def allow_local_webhook(self) -> bool:
         """Loopback webhooks are fine when the API itself is on loopback (the sandbox)."""
-        return _is_loopback(self.runtime.finetuning.base_url.host)
+        return self.runtime.api_is_local
 
     def webhook_url(self, provider: str = "finetuning") -> str | None:
         """Where providers should send results of what this step submits."""
@@ -250,6 +250,11 @@ class Runtime:
         self._source_tasks: list[asyncio.Task[None]] = []
         # Events are accepted once there is a journal to record them in.
         self._accepting = store is not None
+
+    @property
+    def api_is_local(self) -> bool:
+        """The API is on this machine (the sandbox): it may be told loopback hook URLs."""
+        return _is_loopback(self.finetuning.base_url.host)
 
     @property
     def store(self) -> Store:
@@ -431,7 +436,7 @@ class Runtime:
         if self.listener is None or self.config.webhook is None:
             return None
         public_url = self.config.webhook.public_url
-        if public_url is None and not _is_loopback(self.finetuning.base_url.host):
+        if public_url is None and not self.api_is_local:
             # The real service only calls public https URLs: without public_url the
             # listener's local address would be refused, so rely on polling.
             return None
