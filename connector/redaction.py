@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -118,18 +119,23 @@ class SecretSet:
 
 
 def spellings(text: str) -> set[str]:
-    """The ways a secret shows in text: raw, percent- and form-encoded, in a yarl query
-    string (what a request line carries) and inside a bytes repr (parser errors)."""
-    spellings = {
-        text,
+    """The ways a secret shows in text: raw, percent- and form-encoded (with upper- or
+    lower-case hex, `~` kept or encoded, as different encoders write them), in a yarl
+    query string (what a request line carries) and inside a bytes repr (parser errors)."""
+    encoded = {
         quote(text, safe=""),
         quote_plus(text, safe=""),
         # How yarl writes it into a query string (what a request line carries).
         URL.build(query={"token": text}).raw_query_string.removeprefix("token="),
-        # Inside a bytes repr, as parser errors quote request lines.
-        repr(text.encode("utf-8", "surrogatepass"))[2:-1],
     }
-    return {s for s in spellings if s}
+    # Java's URLEncoder and others encode "~"; some encoders write lower-case hex.
+    encoded |= {form.replace("~", "%7E") for form in encoded}
+    encoded |= {_PERCENT.sub(lambda m: m.group(0).lower(), form) for form in encoded}
+    forms = {text, *encoded, repr(text.encode("utf-8", "surrogatepass"))[2:-1]}
+    return {form for form in forms if form}
+
+
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
 
 
 SECRETS = SecretSet()

@@ -24,7 +24,7 @@ from .config import ConfigError, ConnectorConfig, load_config
 from .events import Event
 from .exceptions import FinetuningError, PlaylistNotFoundError
 from .ratelimit import RateBudget
-from .redaction import dumps
+from .redaction import dumps, scrub_text
 from .registry import Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
 from .statelock import StateDirLocked, holder
@@ -69,9 +69,14 @@ def describe_run(run: RunRecord) -> str:
 
 def watch(runtime: Runtime, out: TextIO) -> None:
     """Print each trigger as it fires, each step as it finishes, each run's outcome."""
-    runtime.event_listeners.append(lambda e: print(describe_event(e), file=out, flush=True))
-    runtime.step_listeners.append(lambda r, s: print(describe_step(r, s), file=out, flush=True))
-    runtime.run_listeners.append(lambda r: print(describe_run(r), file=out, flush=True))
+
+    # Scrubbed as the journal is: a provider's error text or a title may quote a secret.
+    def say(line: str) -> None:
+        print(scrub_text(line), file=out, flush=True)
+
+    runtime.event_listeners.append(lambda e: say(describe_event(e)))
+    runtime.step_listeners.append(lambda r, s: say(describe_step(r, s)))
+    runtime.run_listeners.append(lambda r: say(describe_run(r)))
 
 
 def _summarise(output: dict[str, object]) -> str:
@@ -218,8 +223,24 @@ async def _run(config: ConnectorConfig, stop: asyncio.Event, out: TextIO) -> int
                 file=out,
                 flush=True,
             )
+        # A signal while starting (the first poll waiting on an unreachable API or a
+        # rate limit) stops the start too, instead of being noticed only after it.
+        starting = asyncio.create_task(runtime.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            print(
+                "Stopping while starting (runs in flight resume at the next start).",
+                file=out,
+                flush=True,
+            )
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting  # start() stops what it had started before it re-raises
+            return EXIT_OK
         try:
-            await runtime.start()
+            starting.result()
         except (FinetuningError, StoreError, StateDirLocked) as err:
             print(f"ftconnect: cannot start: {err}", file=sys.stderr)
             return EXIT_ERROR

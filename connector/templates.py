@@ -20,6 +20,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .redaction import scrub
+
 
 class TemplateError(Exception):
     """A template failed to compile or to render; the message says which and why."""
@@ -116,9 +118,15 @@ def compile_templates(value: Any) -> Any:
 
 
 def render(value: Any, variables: Mapping[str, Any]) -> Any:
-    """Render every `Template` inside a config value; other values pass through."""
+    """Render every `Template` inside a config value; other values pass through.
+
+    What a template renders is scrubbed of registered secrets: it is made from
+    event data (a provider's error text, a title) that may quote one, and it
+    goes on into tags, file names, bodies and the journal. Literal values (a
+    `secret:` option, a URL read with `!secret`) are left as they are.
+    """
     if isinstance(value, Template):
-        return value.render(variables)
+        return scrub(value.render(variables))
     if isinstance(value, list):
         return [render(item, variables) for item in value]
     if isinstance(value, dict):

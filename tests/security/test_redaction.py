@@ -135,3 +135,52 @@ def test_printed_json_is_strict_and_secret_free(registry: SecretSet) -> None:
         '{"duration": null, "at": "2026-01-02 00:00:00+00:00", '
         '"hook": "https://h/?token=<redacted>"}'
     )
+
+
+def test_lower_case_hex_and_an_encoded_tilde_are_caught_too(registry: SecretSet) -> None:
+    import re
+
+    register_secret(TOKEN)
+
+    def lower_hex(text: str) -> str:
+        return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+    java = quote_plus(TOKEN, safe="").replace("~", "%7E")  # as Java's URLEncoder writes it
+    for spelling in (lower_hex(quote(TOKEN, safe="")), java, lower_hex(java)):
+        assert spelling != TOKEN
+        assert registry.scrub_text(f"x {spelling} y") == f"x {REDACTED} y"
+
+
+def test_what_a_template_renders_is_scrubbed_but_literal_options_are_kept(
+    registry: SecretSet,
+) -> None:
+    from connector.templates import Template, render
+
+    register_secret(TOKEN)
+    options = {
+        "artist": Template("{{ trigger.error }}"),  # event data quoting the token
+        "secret": TOKEN,  # a literal option (notify_webhook's own secret) stays usable
+    }
+    rendered = render(options, {"trigger": {"error": f"hook ?token={TOKEN} unreachable"}})
+    assert rendered == {"artist": f"hook ?token={REDACTED} unreachable", "secret": TOKEN}
+
+
+def test_the_lines_run_prints_as_things_happen_are_scrubbed(registry: SecretSet) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from connector.events import Event
+    from connector.runner import watch
+
+    register_secret(TOKEN)
+    runtime = SimpleNamespace(event_listeners=[], step_listeners=[], run_listeners=[])
+    out = io.StringIO()
+    watch(runtime, out)  # type: ignore[arg-type]
+    generation = Generation.model_validate(
+        {"id": "g1", "status": "failed", "errorMessage": f"cannot reach ?token={TOKEN}"}
+    )
+    for listener in runtime.event_listeners:
+        listener(Event.for_generation(generation, source="poll"))
+    assert "g1" in out.getvalue()
+    assert TOKEN not in out.getvalue()
+    assert REDACTED in out.getvalue()
