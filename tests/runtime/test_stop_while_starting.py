@@ -1,0 +1,68 @@
+"""SIGTERM while `ftconnect run` is still starting stops it promptly (and frees the lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from connector.statelock import holder
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_sigterm_during_a_start_that_cannot_reach_the_api_stops_at_once(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "a.yaml"
+    config.write_text(
+        f"""
+finetuning:
+  api_key: ft_live_0123456789abcdef0123456789abcdef
+  base_url: http://127.0.0.1:9
+state_dir: {state}
+automations:
+  - id: a
+    triggers: [{{trigger: track_completed}}]
+    actions:
+      - action: add_to_playlist
+        playlist: X
+        tracks: "{{{{ trigger.generation.id }}}}"
+""",
+        encoding="utf-8",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "connector.cli",
+        "run",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        # Let it get as far as retrying its first poll against nothing.
+        async with asyncio.timeout(20):
+            while True:
+                if holder(state) is not None:
+                    break
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        assert process.returncode is None
+        process.send_signal(signal.SIGTERM)
+        # Before, the signal waited for the client's retries against nothing (17 s and
+        # more) and a rate-limited start never ended: a generous bound, not a benchmark.
+        code = await asyncio.wait_for(process.wait(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stdout is not None
+    output = (await process.stdout.read()).decode()
+    assert code == 0, output
+    assert "Stopping while starting" in output
+    assert holder(state) is None
