@@ -2,11 +2,13 @@
 
 Two `ftconnect run` processes on one state_dir would both resume the same
 unfinished runs and spend credits twice. The runtime takes an exclusive
-`flock` on `<state_dir>/daemon.lock` when it starts and holds it for its whole
-life; a second one fails at once with `StateDirLocked`, naming the directory
-and the pid that holds it. The kernel releases the lock when the holder dies,
-SIGKILL included, so a crash never leaves a stale lock behind (the pid written
-in the file is only for messages).
+`flock` on the state directory itself when it starts and holds it for its
+whole life; a second one fails at once with `StateDirLocked`, naming the
+directory and the pid that holds it. The lock is on the directory, not on a
+file in it, so deleting a file cannot let a second daemon in. The kernel
+releases the lock when the holder dies, SIGKILL included, so a crash never
+leaves a stale lock behind. `<state_dir>/daemon.lock` holds the holder's pid,
+for messages only.
 
 Readers (`ftconnect events`, `runs`) take no lock: SQLite lets them read while
 the daemon writes. `holder()` tells them (and `ftconnect replay`) whether a
@@ -57,7 +59,7 @@ class StateDirLock:
         if self._fd is not None:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for attempt in range(ACQUIRE_TRIES):
                 try:
@@ -70,26 +72,28 @@ class StateDirLock:
                         raise
                     time.sleep(0.05)
         except BlockingIOError:
-            pid = _read_pid(fd)
             os.close(fd)
-            raise StateDirLocked(self.state_dir, pid) from None
+            raise StateDirLocked(self.state_dir, _read_pid(self.path)) from None
         except BaseException:
             os.close(fd)
             raise
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            pid_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(pid_fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(pid_fd)
         except OSError:
             pass  # the pid is only for messages; the lock is what counts
         self._fd = fd
 
     def release(self) -> None:
-        """Let the lock go (the file stays: removing it would race a new holder)."""
+        """Let the lock go (the pid file is emptied, not removed: a new holder rewrites it)."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+            os.truncate(self.path, 0)
         os.close(fd)  # closing the descriptor releases the flock
 
     def __enter__(self) -> StateDirLock:
@@ -102,25 +106,25 @@ class StateDirLock:
 
 def holder(state_dir: Path | str) -> int | None:
     """The pid of the daemon holding `state_dir` (0 if it cannot be read), or None if free."""
-    path = Path(state_dir) / LOCK_FILE
+    directory = Path(state_dir)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read_pid(fd) or 0
+            return _read_pid(directory / LOCK_FILE) or 0
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
 
 
-def _read_pid(fd: int) -> int | None:
+def _read_pid(path: Path) -> int | None:
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        text = path.read_bytes()[:32].decode("ascii", "replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None

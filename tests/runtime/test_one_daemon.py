@@ -213,3 +213,11 @@ async def test_a_replay_without_a_daemon_is_shown_queued_not_running(
     code, out, _err = await _cli("runs", str(config))
     assert code == 0
     assert "queued" in out
+
+
+def test_deleting_the_pid_file_does_not_let_a_second_daemon_in(tmp_path: Path) -> None:
+    with StateDirLock(tmp_path):
+        (tmp_path / "daemon.lock").unlink()
+        with pytest.raises(StateDirLocked):
+            StateDirLock(tmp_path).acquire()
+        assert holder(tmp_path) == 0  # held, though the pid cannot be told any more
