@@ -28,7 +28,7 @@ class AmbiguousSubmissionError(GenerationOutcomeUnknownError):
 CLOCK_SKEW = 120.0  # seconds our clock and TemPolor's may disagree by (replyRef is unique)
 # A generation adopted after an unclear answer must be created after the intent was
 # journaled; this allows for timestamps cut to the second and a little clock drift.
-ADOPTION_SKEW = 5.0
+ADOPTION_SKEW = 2.0
 REQUEST_FIELDS = (
     "tags",
     "lyrics",
@@ -200,6 +200,7 @@ async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation
             generation.prompt == intent.get("tags")
             and parameters is not None
             and parameters.seed == intent.get("seed")
+            and _same_parameters(intent, parameters)
             and context.claimed_by_other(generation) is None
         ):
             candidates.append(generation)
@@ -220,6 +221,26 @@ async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation
             "A random seed (the default) avoids this."
         )
     return candidates[0]
+
+
+def _same_parameters(intent: Mapping[str, Any], parameters: models.GenerationParameters) -> bool:
+    """Whether what the server echoes agrees with what the intent asked for.
+
+    A parameter the intent did not set, or the server does not echo (the list
+    omits `language`), is no evidence either way.
+    """
+
+    def differs(asked: Any, echoed: Any, same: Any = lambda a, b: a == b) -> bool:
+        return asked is not None and echoed is not None and not same(asked, echoed)
+
+    return not (
+        differs(intent.get("duration"), parameters.duration, lambda a, b: abs(a - b) < 0.5)
+        or differs(intent.get("bpm"), parameters.bpm)
+        or differs(intent.get("timesignature"), parameters.timesignature)
+        or differs(intent.get("language"), parameters.language)
+        or differs(intent.get("key"), parameters.key, lambda a, b: a.lower() == b.lower())
+        or differs(intent.get("scale"), parameters.scale, lambda a, b: a.lower() == b.lower())
+    )
 
 
 ACTION = ActionSpec(

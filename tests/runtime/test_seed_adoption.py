@@ -144,3 +144,26 @@ async def test_a_generation_held_by_one_run_cannot_be_claimed_by_another(
                     runtime.note_submission(generation, run_id="another-run")
             finally:
                 await runtime.stop()
+
+
+async def test_a_generation_made_outside_with_other_parameters_is_not_adopted(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    from connector.models import GenerationRequest
+
+    with Store.open(tmp_path / "state") as store:
+        async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
+            runtime = await _runtime(sandbox, store, client)
+            try:
+                # Made a moment before by another program (the CLI), same tags and seed.
+                request = GenerationRequest.build(tags="same tags every time", seed=42, duration=30)
+                outside = await client.create_generation(request)
+                # The step's own create: the connection drops, the outcome is unknown.
+                sandbox.sandbox.set_faults([FaultRule(route="POST /v1/generations", drop_rate=1)])
+                run = await _run_once(runtime, 1)
+            finally:
+                await runtime.stop()
+    assert run.status == "failed"
+    assert run.steps[0].output is None
+    assert outside.id not in (run.error or "")
+    assert _credits_spent(sandbox) == 1  # the outside one only
