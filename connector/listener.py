@@ -603,6 +603,7 @@ class WebhookListener:
         try:
             manager = runner.server
             assert manager is not None  # set by setup()
+            manager.request_handler = _no_echo(manager.request_handler)
             options = {**self.server_options(), "debug": loop.get_debug()}
 
             def protocol() -> _GuardedRequestHandler:
@@ -695,10 +696,42 @@ class WebhookListener:
         app = web.Application(
             client_max_size=self.max_body + 1, middlewares=[self._in_request, self._guard]
         )
-        app.router.add_post("/hooks/finetuning", self._finetuning)
-        app.router.add_post("/hooks/tempolor", self._tempolor)
-        app.router.add_get("/healthz", self._healthz)  # HEAD too (allow_head)
+        app.router.add_post(
+            "/hooks/finetuning", self._finetuning, expect_handler=self._expect("finetuning")
+        )
+        app.router.add_post(
+            "/hooks/tempolor", self._tempolor, expect_handler=self._expect("tempolor")
+        )
+        # HEAD too (allow_head)
+        app.router.add_get("/healthz", self._healthz, expect_handler=self._expect(None))
         return app
+
+    def _expect(self, provider: str | None) -> Callable[[web.Request], Awaitable[Any]]:
+        """An `Expect:` handler that never echoes the header, and asks for the body
+        (`100 Continue`) only once the token is right.
+
+        aiohttp handles `Expect` before any middleware: its own handler answers an
+        unknown expectation with a text body that quotes it, and says `100
+        Continue` before any check, so a sender learns nothing it should not.
+        """
+
+        async def expect(request: web.Request) -> web.StreamResponse | None:
+            if request.headers.get("Expect", "").lower() != "100-continue" or (
+                request.version < (1, 1)
+            ):
+                return _json({"error": "expectation failed"}, 417)
+            if provider is not None:
+                try:
+                    self._authorize(request, provider)
+                except _Reject as reject:
+                    response = _json({"error": reject.reason}, reject.status)
+                    response.force_close()  # the body it would send is not wanted
+                    return response
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer's own bytes are still to come
+            return None
+
+        return expect
 
     @web.middleware
     async def _in_request(
@@ -867,6 +900,25 @@ class WebhookListener:
             return _json({"error": "not recorded, retry later"}, 503)
         self._log.info("event %s recorded from a webhook (new: %s)", event.key, bool(new))
         return _json({"ok": True, "new": bool(new)}, 200)
+
+
+def _no_echo(
+    handle: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The application's entry point, with what escapes its middlewares answered as JSON.
+
+    Only aiohttp's `Expect:` handling raises past them (on a path with no route,
+    where `_expect` is not installed); its answer would quote the header.
+    """
+
+    async def handle_request(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await handle(request)
+        except web.HTTPException as exc:
+            status = exc.status if exc.status < 500 else 503
+            return _json({"error": _phrase(status).lower()}, status)
+
+    return handle_request
 
 
 # -- parsing ------------------------------------------------------------------------------

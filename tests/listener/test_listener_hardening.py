@@ -714,3 +714,45 @@ async def test_healthz_answers_503_while_health_reports_degraded() -> None:
     body = _strict(answer)
     assert body["status"] == "degraded"
     assert "disk is full" in body["journal"]
+
+
+# -- Expect: aiohttp handles it before any middleware ------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/hooks/finetuning", "/nowhere"])
+async def test_an_unknown_expectation_is_refused_without_echoing_it(path: str) -> None:
+    async with serving() as listener:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: <h1>echo-me</h1>\r\n"
+            "Content-Length: 2\r\n\r\n{}".encode()
+        )
+        status, answer = await read_answer(reader)
+        await close(writer)
+    assert status == 417
+    assert b"echo-me" not in answer
+    assert json.loads(answer) == {"error": "expectation failed"}
+
+
+async def test_100_continue_is_said_only_to_a_sender_with_the_right_token() -> None:
+    async with serving() as listener:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(
+            b"POST /hooks/finetuning?token=wrong HTTP/1.1\r\nHost: x\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+        )
+        status, answer = await read_answer(reader)
+        await close(writer)
+        assert status == 401
+        assert json.loads(answer) == {"error": "unauthorized"}
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        body = body_of(fixture("webhook_completed.json"))
+        head = hook_head(len(body)).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+        writer.write(head)
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(body)
+        status, answer = await read_answer(reader)
+        await close(writer)
+    assert status == 200, answer
