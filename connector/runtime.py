@@ -363,7 +363,10 @@ class Runtime:
         age = round(time.monotonic() - last, 1) if last is not None else None
         body: dict[str, Any] = {
             "status": "degraded" if self._journal_problem else "ok",
-            "journal": self._journal_problem or "ok",
+            # /healthz is unauthenticated: the cause, but not where the files are.
+            "journal": (self._journal_problem or "ok").replace(
+                str(self._store.state_dir) if self._store else "\0", "<state_dir>"
+            ),
             "last_poll_age_seconds": age,
             "runs_in_flight": len(self._run_tasks),
         }

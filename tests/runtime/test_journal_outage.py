@@ -116,6 +116,7 @@ async def test_runs_blocked_by_a_full_journal_finish_in_place_once_space_is_back
                 health = runtime.health()
                 assert health["status"] == "degraded"
                 assert "disk is full" in health["journal"]
+                assert str(tmp_path) not in health["journal"]  # not where the files are
                 assert all(run.status == "running" for run in runtime.runs)
                 disk.full = False  # space is back
                 async with asyncio.timeout(30):
