@@ -294,6 +294,17 @@ class _Problems:
         return ConfigError(ordered)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _looks_like_a_key(name: str) -> bool:
+    """A Finetuning.ai key (ft_live_/ft_test_...) or a long lower-case token, not a name."""
+    lowered = name.lower()
+    return lowered.startswith(("ft_live_", "ft_test_", "whsec_")) or (
+        len(name) >= 24 and name != name.upper()
+    )
+
+
 class _Tags:
     """Resolves `!env NAME` and `!secret name` for one file."""
 
@@ -306,7 +317,22 @@ class _Tags:
         self.read_secrets: list[str] = []  # every value read with !secret
 
     def env(self, name: str) -> Any:
+        if not _ENV_NAME.fullmatch(name):
+            # Likely the value pasted in place of the name (`!env ft_live_...`): never
+            # repeat it, it may be the secret itself.
+            self.problems.hide(name)
+            return _Unresolved(
+                "!env takes the name of an environment variable (letters, digits and _, "
+                "such as FINETUNING_API_KEY), not its value"
+            )
         if name not in self.environ:
+            if _looks_like_a_key(name):
+                self.problems.hide(name)
+                return _Unresolved(
+                    "!env takes the name of an environment variable, and this looks like a key: "
+                    "export it (export FINETUNING_API_KEY=...) and write "
+                    "!env FINETUNING_API_KEY"
+                )
             return _Unresolved(f"environment variable {name} is not set (read by !env)")
         value = SecretValue(self.environ[name])
         self.problems.hide(value)

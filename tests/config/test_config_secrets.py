@@ -242,3 +242,19 @@ def test_a_secret_option_keeps_its_value_and_hides_its_repr() -> None:
     assert isinstance(playlist, SecretValue)
     assert playlist == "{{ not a template }}"
     assert repr(playlist) == "'***'"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ft_live_0123456789abcdef0123456789abcdef", "ft_live_0123456789abcdef-with/odd+chars"],
+)
+def test_a_key_written_where_the_variable_name_goes_is_never_repeated(name: str) -> None:
+    from connector.config import ConfigError, parse_config
+
+    text = f"finetuning:\n  api_key: !env {name}\nautomations: []\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, filename="a.yaml", environ={})
+    message = str(caught.value)
+    assert name not in message
+    assert "a.yaml, line 2" in message
+    assert "FINETUNING_API_KEY" in message
