@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 
 from connector import models
-from connector.exceptions import GenerationOutcomeUnknownError
-from connector.models import Generation, GenerationRequest
+from connector.exceptions import GenerationFailedError, GenerationOutcomeUnknownError
+from connector.models import Generation, GenerationRequest, GenerationStatus
 from connector.registry import ActionSpec
 from connector.tempolor_models import TempolorJob
 from connector.validation import number_range, one_of, templatable
@@ -113,12 +113,29 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
     await context.submitted(generation)
     if options["wait"] and not generation.is_terminal:
         generation = await context.wait_for(generation.id, timeout=options["wait_timeout"])
+    _fail_if_failed(generation, options)
     return {
         "id": generation.id,
         "status": generation.status.value,
         "credits_remaining": generation.credits_remaining,
         "generation": generation.to_wire(),
     }
+
+
+def _fail_if_failed(generation: Generation, options: Mapping[str, Any]) -> None:
+    """With `wait: true`, a failed generation fails the step with the provider's reason,
+    so the next steps do not run on a track that does not exist; `continue_on_error:
+    true` lets the run go on (the output's `status` then says `failed`)."""
+    if (
+        options["wait"]
+        and generation.status is GenerationStatus.FAILED
+        and not options["continue_on_error"]
+    ):
+        reason = generation.error_message or "no reason given"
+        raise GenerationFailedError(
+            f"generation {generation.id} failed: {reason} "
+            "(continue_on_error: true lets the next steps run anyway)"
+        )
 
 
 async def _tempolor(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -160,6 +177,7 @@ async def _tempolor(context: ActionContext, options: Mapping[str, Any]) -> Mappi
     if options["wait"] and not generation.is_terminal:
         job = await client.wait_for_job(generation.id, timeout=options["wait_timeout"])
         generation = job.to_generation()
+    _fail_if_failed(generation, options)
     return {
         "id": generation.id,
         "status": generation.status.value,
@@ -299,6 +317,12 @@ ACTION = ActionSpec(
             vol.Optional(
                 "wait_timeout", default=600, description="seconds to wait at most with wait: true"
             ): number_range(10, 3600, " seconds"),
+            vol.Optional(
+                "continue_on_error",
+                default=False,
+                description="with wait: true, go on when the generation fails (default: the "
+                "step fails with the provider's reason)",
+            ): bool,
         }
     ),
     example={
