@@ -43,7 +43,8 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
         body = {
             "type": f"ftconnect.{context.event.kind}",
             "automation": context.run.automation_id,
-            "trigger": context.variables["trigger"],
+            # The same shape as `ftconnect events --json` (see Event.to_dict).
+            "trigger": context.event.to_dict(),
             "steps": context.variables["steps"],
         }
     delivery = await send_webhook(

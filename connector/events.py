@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import Generation, GenerationStatus
+from .models import Generation, GenerationStatus, iso_utc
 
 TRACK_COMPLETED = "track_completed"
 GENERATION_FAILED = "generation_failed"
@@ -54,6 +54,24 @@ class Event:
             submitted_by_connector=submitted_by_connector,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON: what `notify_webhook` sends and `ftconnect events --json` shows.
+
+        The connector's own keys are snake_case; the generation is the API's own
+        wire form (camelCase, as Finetuning.ai writes it) plus `provider`; every
+        time is ISO 8601 UTC with `Z` (see `models.iso_utc`).
+        """
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "provider": self.provider,
+            "source": self.source,
+            "generation": generation_dict(self.generation) if self.generation else None,
+            "data": dict(self.data),
+            "submitted_by_connector": self.submitted_by_connector,
+            "occurred_at": iso_utc(self.occurred_at),
+        }
+
     def variables(self) -> dict[str, Any]:
         """What templates see as `trigger`."""
         generation = None
@@ -75,6 +93,12 @@ class Event:
             "submitted_by_connector": self.submitted_by_connector,
             "occurred_at": self.occurred_at,
         }
+
+
+def generation_dict(generation: Generation) -> dict[str, Any]:
+    """A generation as JSON, the one shape used wherever one is written or sent: the API's
+    wire form (camelCase names, ISO 8601 UTC times) plus `provider`."""
+    return {**generation.to_wire(), "provider": generation.provider}
 
 
 def generation_event_key(provider: str, generation_id: str, status: str) -> str:

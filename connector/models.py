@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     field_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
@@ -82,7 +83,22 @@ def _round_number(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
+def iso_utc(value: datetime) -> str:
+    """The one way the connector writes a time: ISO 8601, UTC, milliseconds, `Z`.
+
+    `2026-12-02T04:34:46.000Z`, in `--json` output, events, runs, outgoing
+    bodies, sidecars and the journal alike (a naive datetime is taken as UTC).
+    """
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    text = aware.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z"
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(parse_timestamp),
+    PlainSerializer(iso_utc, return_type=str, when_used="json"),
+]
 TimeSignature = Annotated[int, BeforeValidator(parse_timesignature)]
 Bpm = Annotated[int, BeforeValidator(_round_number)]
 

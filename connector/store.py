@@ -67,8 +67,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from .events import Event
-from .models import Generation
+from .events import Event, generation_dict
+from .models import Generation, iso_utc
 from .redaction import scrub, scrub_text
 
 _LOGGER = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class StoreError(Exception):
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return iso_utc(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -348,7 +348,9 @@ class PruneResult:
 def _json_default(value: Any) -> Any:
     # Lenient on purpose (see the module docstring): a step's outcome must be
     # journalled even if an action returned something JSON does not know.
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Mapping):
         return dict(value)
@@ -571,9 +573,7 @@ class Store:
         for event, _runs in entries:
             generation: str | None = None
             if event.generation is not None:
-                wire = event.generation.to_wire()
-                wire["provider"] = event.generation.provider  # excluded from the wire form
-                generation = encode_json(wire)
+                generation = encode_json(generation_dict(event.generation))
             rows.append(
                 (
                     event.key,

@@ -12,6 +12,7 @@ import voluptuous as vol
 
 from connector.cron import CronError, CronExpression
 from connector.events import SCHEDULE
+from connector.models import iso_utc
 from connector.registry import TriggerSpec
 from connector.validation import positive_seconds
 
@@ -66,7 +67,7 @@ async def run(context: TriggerContext, options: Mapping[str, Any]) -> None:
             SCHEDULE,
             key,
             {
-                "scheduled_for": due.isoformat(),
+                "scheduled_for": iso_utc(due),
                 "cron": options.get("cron"),
                 "interval": options.get("interval"),
             },

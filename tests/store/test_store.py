@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from connector.events import SCHEDULE, Event
-from connector.models import Generation
+from connector.models import Generation, iso_utc
 from connector.store import SCHEMA_VERSION, Store, StoreError, encode_json
 
 
@@ -204,8 +204,9 @@ def test_steps_resume_after_a_crash(state_dir: Path, clock: FakeClock) -> None:
             (0, "succeeded", 1),
             (1, "running", 1),
         ]
-        assert run.steps[0].options == {"tags": "lofi", "at": "2026-01-01T00:00:00+00:00"}
-        assert run.steps[0].output == {"id": "gen_2", "when": "2026-01-01T00:00:00"}
+        # Times are written one way everywhere: ISO 8601 UTC with milliseconds and Z.
+        assert run.steps[0].options == {"tags": "lofi", "at": "2026-01-01T00:00:00.000Z"}
+        assert run.steps[0].output == {"id": "gen_2", "when": "2026-01-01T00:00:00.000Z"}
         assert run.steps[1].finished_at is None
         with pytest.raises(ValueError, match="already succeeded"):
             second.step_started("r1", 0, "gen", "generate")
@@ -302,7 +303,7 @@ def test_cursors_round_trip_and_survive_reopen(state_dir: Path, clock: FakeClock
     with Store.open(state_dir, clock=clock) as store:
         assert store.get_cursor("poller") == state
         # Leniently encoded: what JSON does not know comes back as its JSON form.
-        assert store.get_cursor("when") == {"at": "2026-05-15T00:00:00+00:00", "ids": ["a"]}
+        assert store.get_cursor("when") == {"at": "2026-05-15T00:00:00.000Z", "ids": ["a"]}
 
 
 def test_pending_and_submitted(state_dir: Path, clock: FakeClock) -> None:
@@ -321,7 +322,7 @@ def test_pending_and_submitted(state_dir: Path, clock: FakeClock) -> None:
             ("gen_1", None, None),
         ]
         assert len(store.pending()) == 3
-        assert json.loads(json.dumps(rows[0].to_dict()))["created_at"] == created.isoformat()
+        assert json.loads(json.dumps(rows[0].to_dict()))["created_at"] == iso_utc(created)
         store.remove_pending("finetuning", "gen_2")
         assert [row.generation_id for row in store.pending("finetuning")] == ["gen_1"]
         assert store.is_submitted("finetuning", "gen_2")  # kept after it ends
