@@ -35,7 +35,7 @@ class AccountConfig:
     api_key: str | None = None  # derived from the seed when None
     tempolor_token: str | None = None  # derived from the seed when None
     seed_tracks: int = 6  # completed tracks created at start-up (some public)
-    seed_playlists: bool = True  # a private and a public playlist at start-up
+    seed_playlists: bool = True  # two private (one empty: Inbox) and a public at start-up
 
 
 @dataclass

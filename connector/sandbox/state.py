@@ -1465,6 +1465,14 @@ class Sandbox:
                 track_ids=[t.id for t in tracks if t.is_public][:2],
                 created_at=week_ago + 3600,
             )
+            # Empty: where the README's examples file new tracks before moving them
+            # (the API cannot create playlists, so the sandbox starts with one).
+            self.add_playlist(
+                account.name,
+                "Inbox",
+                description="New tracks, to sort",
+                created_at=week_ago + 7200,
+            )
 
     # ------------------------------------------------------------------ control
 

@@ -474,7 +474,7 @@ async def test_playlists_text_and_json(cli: Cli) -> None:
     assert "Focus Beats" in text.out
     assert "public " in text.out
     listed = (await cli("playlists", "--json")).json()
-    assert sorted(p["name"] for p in listed) == ["Focus Beats", "Public Picks"]
+    assert sorted(p["name"] for p in listed) == ["Focus Beats", "Inbox", "Public Picks"]
 
 
 async def test_playlist_show_by_name_ignores_case(cli: Cli, sandbox: SandboxHandle) -> None:

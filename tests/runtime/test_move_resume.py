@@ -26,7 +26,7 @@ automations:
     triggers: [{trigger: schedule, interval: 3600}]
     actions:
       - action: move_tracks
-        from: Inbox
+        from: Triage
         to: Keepers
         tracks: "{{ trigger.data.tracks }}"
 """
@@ -36,7 +36,7 @@ def _setup(sandbox: SandboxHandle) -> tuple[str, str, str, str]:
     state = sandbox.sandbox
     before = state.add_track("Demo User", prompt="in both from the start", status="completed").id
     moved = state.add_track("Demo User", prompt="moved by the crashed try", status="completed").id
-    inbox = state.add_playlist("Demo User", "Inbox", track_ids=[before]).id
+    inbox = state.add_playlist("Demo User", "Triage", track_ids=[before]).id
     keepers = state.add_playlist("Demo User", "Keepers", track_ids=[before, moved]).id
     return before, moved, inbox, keepers
 

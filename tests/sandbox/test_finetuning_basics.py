@@ -241,7 +241,7 @@ async def test_audio_of_unknown_unfinished_or_deleted_tracks_is_not_found(
         assert reply.error["code"] == "NOT_FOUND"
 
 
-async def test_seeded_accounts_have_tracks_and_two_playlists(api: Api, sb: SandboxHandle) -> None:
+async def test_seeded_accounts_have_tracks_and_three_playlists(api: Api, sb: SandboxHandle) -> None:
     listing = (await api.get("/v1/generations")).data["generations"]
     assert len(listing) == 6
     assert all(g["status"] == "completed" for g in listing)
@@ -250,6 +250,7 @@ async def test_seeded_accounts_have_tracks_and_two_playlists(api: Api, sb: Sandb
     assert [(p["name"], p["isPublic"]) for p in playlists] == [
         ("Focus Beats", False),
         ("Public Picks", True),
+        ("Inbox", False),  # empty: where the README files new tracks before moving them
     ]
     free = sb.sandbox.generations("Free User")
     assert len(free) == 1
@@ -268,7 +269,7 @@ async def test_control_surface_needs_no_key_and_reports_everything(
     mine = next(g for g in state["generations"] if g["id"] == created["id"])
     assert (mine["account"], mine["status"], mine["deleted"]) == ("Demo User", "pending", False)
     assert any(r["path"] == "/v1/generations" and r["status"] == 202 for r in state["requests"])
-    assert len(state["playlists"]) == 6
+    assert len(state["playlists"]) == 9  # three per seeded account
 
     one = (await api.get(f"/_sandbox/generations/{created['id']}", key=None)).body
     assert one["prompt"] == "state check"

@@ -51,7 +51,7 @@ async def test_the_seeded_world_is_as_documented(world: World) -> None:
 
 async def test_list_playlists_shape(api: Api, world: World) -> None:
     playlists = (await api.get("/v1/playlists")).data["playlists"]
-    assert len(playlists) == 2
+    assert len(playlists) == 3
     focus = playlists[0]
     assert set(focus) == {
         "id",
