@@ -11,9 +11,11 @@ error mapping; every public method is a thin typed wrapper returning a model.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -59,13 +61,23 @@ from .models import (
     chunked,
     validate_ids,
 )
-from .ratelimit import Clock, RateBudget, Sleep
+from .ratelimit import (
+    ANNOUNCE_AFTER,
+    Clock,
+    RateBudget,
+    Sleep,
+    WaitCallback,
+    announced_sleep,
+    describe_wait,
+    waits_reported_to,
+)
 from .redaction import register_secret
 from .version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://pub.finetuning.ai"
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open a connection, within request_timeout
 API_KEY_PATTERN = re.compile(r"ft_live_[0-9a-fA-F]{32}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -173,6 +185,13 @@ class FinetuningClient(SessionOwner):
     is closed by `close()` / `async with`. Two budgets mirror the server's
     limits (reads and bulk 60/min, submissions 10/min) and are shared by every
     caller of this client.
+
+    Failures that may pass are retried with exponential backoff: `max_retries`
+    times, or `connect_retries` times (default: `max_retries`) when the
+    connection never opened (refused, unknown host, no answer within
+    `connect_timeout`). Every wait over 2 s (a budget slot, a `Retry-After`, a
+    backoff) is logged at INFO on `connector.waits` and passed to `on_wait`
+    (see `connector.ratelimit.WaitCallback`; settable after construction).
     """
 
     def __init__(
@@ -182,13 +201,16 @@ class FinetuningClient(SessionOwner):
         base_url: str = DEFAULT_BASE_URL,
         session: aiohttp.ClientSession | None = None,
         request_timeout: float = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_retries: int = 4,
+        connect_retries: int | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 30.0,
         read_budget: RateBudget | None = None,
         generation_budget: RateBudget | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        on_wait: WaitCallback | None = None,
     ) -> None:
         self._api_key = check_api_key(api_key)
         register_secret(self._api_key)  # nothing written or sent may carry it
@@ -196,9 +218,12 @@ class FinetuningClient(SessionOwner):
         if self.base_url.scheme not in ("http", "https") or not self.base_url.host:
             raise ValueError(f"base_url must be an http(s) URL (got {base_url!r})")
         self.request_timeout = request_timeout
+        self.connect_timeout = _check_timeouts(request_timeout, connect_timeout)
         self.max_retries = max_retries
+        self.connect_retries = _check_retries(max_retries, connect_retries)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.on_wait = on_wait
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -235,9 +260,11 @@ class FinetuningClient(SessionOwner):
         """Send one API call and return the `data` of its answer, retrying what is safe."""
         budget = budget or self.read_budget
         url = self.base_url.join(URL(path))
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
+            attempt_started = self._clock()
             try:
                 return await self._attempt(method, url, params=params, body=body, budget=budget)
             except FinetuningError as err:
@@ -251,15 +278,27 @@ class FinetuningClient(SessionOwner):
                             status=err.status,
                             details=err.details,
                         ) from err
+                    _gave_up(err, attempt, self._clock() - started)
                     raise
-                _LOGGER.debug(
-                    "%s %s: %s; retry %d in %.1f s", method, path, err.code, attempt, delay
+                await _retry_sleep(
+                    self._sleep,
+                    delay,
+                    f"{method} {path}",
+                    err,
+                    attempt,
+                    1 + self._retries_for(err),
+                    self._clock() - attempt_started,
+                    self.on_wait,
+                    _LOGGER,
                 )
-                await self._sleep(delay)
+
+    def _retries_for(self, err: FinetuningError) -> int:
+        """How many retries the kind of failure `err` allows."""
+        return self.connect_retries if isinstance(err, _NotSent) else self.max_retries
 
     def _retry_delay(self, err: FinetuningError, attempt: int, retry: _Retry) -> float | None:
         """Seconds to wait before trying again, or None when the error is final."""
-        if attempt > self.max_retries:
+        if attempt > self._retries_for(err):
             return None
         # Exponential backoff with jitter, as the rate-limits page advises.
         backoff = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
@@ -291,13 +330,19 @@ class FinetuningClient(SessionOwner):
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
-        used_at_send = await budget.acquire()
+        with waits_reported_to(self.on_wait):
+            used_at_send = await budget.acquire()
         released = False
         self.requests_sent += 1
         try:
             async with asyncio.timeout(self.request_timeout):
                 async with session.request(
-                    method, url, params=params, json=body, headers=headers
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=_client_timeout(self.connect_timeout),
                 ) as response:
                     raw = await response.read()
                     budget.release()
@@ -313,15 +358,17 @@ class FinetuningClient(SessionOwner):
                         _int_header(response.headers, "X-RateLimit-Limit"), remaining, used_at_send
                     )
                     content_type = response.content_type
+        except aiohttp.ConnectionTimeoutError as err:
+            raise _NotSent(_connect_timed_out(url, self.connect_timeout)) from err
         except TimeoutError as err:
             raise FinetuningTimeoutError(
-                f"no answer from {url.host} within {self.request_timeout:g} s"
+                f"no answer from {_origin(url)} within {self.request_timeout:g} s"
             ) from err
         except aiohttp.ClientConnectorError as err:
-            raise _NotSent(f"cannot connect to {url.host}:{url.port}: {err.os_error}") from err
+            raise _NotSent(_cannot_connect(url, err)) from err
         except aiohttp.ClientError as err:
             raise FinetuningConnectionError(
-                f"connection to {url.host} failed: {type(err).__name__}: {err}"
+                f"connection to {_origin(url)} failed: {type(err).__name__}: {err}"
             ) from err
         finally:
             if not released:
@@ -387,7 +434,9 @@ class FinetuningClient(SessionOwner):
         try:
             async with asyncio.timeout(self.request_timeout):
                 async with session.get(
-                    self.base_url.join(URL("/health")), headers={"User-Agent": USER_AGENT}
+                    self.base_url.join(URL("/health")),
+                    headers={"User-Agent": USER_AGENT},
+                    timeout=_client_timeout(self.connect_timeout),
                 ) as response:
                     return response.status == 200
         except (TimeoutError, aiohttp.ClientError):
@@ -622,6 +671,110 @@ class FinetuningClient(SessionOwner):
 
 class _NotSent(FinetuningConnectionError):
     """The connection never opened, so the request surely did not reach the server."""
+
+
+def _check_timeouts(request_timeout: float, connect_timeout: float) -> float:
+    if request_timeout <= 0:
+        raise ValueError(f"request_timeout must be positive (got {request_timeout!r})")
+    if connect_timeout <= 0:
+        raise ValueError(f"connect_timeout must be positive (got {connect_timeout!r})")
+    return connect_timeout
+
+
+def _check_retries(max_retries: int, connect_retries: int | None) -> int:
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be 0 or more (got {max_retries!r})")
+    if connect_retries is None:
+        return max_retries
+    if connect_retries < 0:
+        raise ValueError(f"connect_retries must be 0 or more (got {connect_retries!r})")
+    return connect_retries
+
+
+def _client_timeout(connect_timeout: float) -> aiohttp.ClientTimeout:
+    """Per-request aiohttp timeouts: only opening the connection (the pool wait, DNS, TCP
+    and TLS) is bounded here; the whole request is bounded by `request_timeout`."""
+    return aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout)
+
+
+def _origin(url: URL) -> str:
+    """scheme://host:port of `url`: what was tried, never a user, a query or a path."""
+    host = url.host or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    port = url.port if url.port is not None else ""
+    return f"{url.scheme}://{host}:{port}"
+
+
+def _cannot_connect(url: URL, err: aiohttp.ClientConnectorError) -> str:
+    """'cannot connect to http://127.0.0.1:9 (connection refused)'."""
+    return f"cannot connect to {_origin(url)} ({_connect_failure(err)})"
+
+
+def _connect_timed_out(url: URL, connect_timeout: float) -> str:
+    return (
+        f"cannot connect to {_origin(url)} "
+        f"(no answer within the {connect_timeout:g} s connect timeout)"
+    )
+
+
+def _connect_failure(err: aiohttp.ClientConnectorError) -> str:
+    """Why a connection did not open, in a few words: 'connection refused'."""
+    if isinstance(err, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate refused: {err.certificate_error}"
+    if isinstance(err, aiohttp.ClientConnectorDNSError):
+        cause = getattr(err.os_error, "strerror", None) or str(err.os_error)
+        return f"host name not resolved: {cause}"
+    if isinstance(err, aiohttp.ClientSSLError):
+        return f"TLS handshake failed: {err.os_error}"
+    os_error = err.os_error
+    number = getattr(os_error, "errno", None)
+    if isinstance(number, int) and number in errno.errorcode:
+        text = os.strerror(number)
+        return text[:1].lower() + text[1:]
+    return str(os_error) or type(os_error).__name__
+
+
+def _failure_phrase(err: FinetuningError, delay: float) -> str:
+    """What went wrong, to follow 'retry GET /v1/me (attempt 2 of 5)'."""
+    if err.status is None:
+        return f": {err.message}"
+    text = f" after HTTP {err.status}"
+    if err.code and not err.code.startswith("HTTP_"):
+        text += f" {err.code}"
+    if err.retry_after is not None and err.retry_after == delay:
+        text += ", as the server's Retry-After asks"
+    return text
+
+
+async def _retry_sleep(
+    sleep: Sleep,
+    delay: float,
+    what: str,
+    err: FinetuningError,
+    attempt: int,
+    attempts: int,
+    attempt_took: float,
+    on_wait: WaitCallback | None,
+    logger: logging.Logger,
+) -> None:
+    """The backoff before retrying `what`, announced (INFO on `connector.waits`, and
+    `on_wait`) when the failed attempt and the backoff together leave the caller over
+    2 s without news: every backoff over 2 s, and a 1 s one after a 10 s connect
+    timeout. A backoff not announced is logged at DEBUG on `logger`, for `-v`."""
+    reason = f"to retry {what} (attempt {attempt + 1} of {attempts}){_failure_phrase(err, delay)}"
+    announce = max(0.0, attempt_took) + delay > ANNOUNCE_AFTER
+    if not announce:
+        logger.debug("%s", describe_wait(reason, delay))
+    await announced_sleep(sleep, delay, reason, on_wait, announce=announce)
+
+
+def _gave_up(err: FinetuningError, attempts: int, elapsed: float) -> None:
+    """Say in a final connection error how long the client kept trying."""
+    if attempts < 2 or not isinstance(err, FinetuningConnectionError):
+        return
+    err.message = f"{err.message}; gave up after {attempts} attempts in {elapsed:.1f} s"
+    err.args = (err.message,)
 
 
 def _may_have_taken_effect(err: FinetuningError) -> bool:

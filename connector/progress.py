@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import time
@@ -63,12 +64,17 @@ class StatusLine:
 
     Shorter text is padded with spaces over the previous one rather than using
     ANSI erase codes, so the line also behaves with --no-color and dumb terminals.
+
+    `overlay`, when set and returning text, is shown instead of what `show` is
+    given: a `WaitProgress` uses it to say why the client waits even while a
+    `GenerationProgress` keeps redrawing the same line.
     """
 
     def __init__(self, stream: TextIO | None = None, *, enabled: bool | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = is_terminal(self.stream) if enabled is None else enabled
         self._shown = 0
+        self.overlay: Callable[[], str | None] | None = None
         encoding = (getattr(self.stream, "encoding", None) or "").lower().replace("-", "")
         self.spinner = _UNICODE_SPINNER if encoding.startswith("utf") else _ASCII_SPINNER
 
@@ -85,6 +91,8 @@ class StatusLine:
         rewritten in place)."""
         if not self.enabled:
             return
+        if self.overlay is not None:
+            text = self.overlay() or text
         text = text[: self.width()]
         padding = " " * max(0, self._shown - len(text))
         self.stream.write(f"\r{text}{padding}")
@@ -217,4 +225,95 @@ class DownloadProgress:
 
     def finish(self) -> None:
         """Erase the line."""
+        self.line.clear()
+
+
+class WaitProgress:
+    """`⠹ waiting 21 s for the reads budget (60 requests per 60 s)` while the client waits.
+
+    Pass it as the API client's `on_wait` (`connector.ratelimit.WaitCallback`):
+    the client calls it once when a wait over 2 s starts and calls what it
+    returns when the wait ends. Meanwhile the line counts down; when the wait
+    ends it is erased. It overlays the `StatusLine` (a `GenerationProgress` on
+    the same line shows the wait instead of its own text until then). Nothing
+    is drawn when the line is not a terminal: log records carry the wait there.
+    """
+
+    def __init__(
+        self,
+        line: StatusLine,
+        *,
+        interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.line = line
+        self.interval = interval
+        self._clock = clock
+        self._reason: str | None = None
+        self._started = 0.0
+        self._until = 0.0
+        self._serial = 0
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether a wait is being shown."""
+        return self._reason is not None
+
+    def __call__(self, reason: str, seconds: float) -> Callable[[], None] | None:
+        if not self.line.enabled:
+            return None
+        self._stop_ticker()
+        self._serial += 1
+        serial = self._serial
+        self._reason = reason
+        self._started = self._clock()
+        self._until = self._started + seconds
+        self.line.overlay = self.describe
+        self.draw()
+        with contextlib.suppress(RuntimeError):  # no running loop: the line stays as drawn
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+        def done() -> None:
+            if serial == self._serial:  # a newer wait has not replaced this one
+                self.close()
+
+        return done
+
+    def describe(self) -> str | None:
+        """The line's text now, or None when no wait is shown."""
+        if self._reason is None:
+            return None
+        now = self._clock()
+        frames = self.line.spinner
+        spinner = frames[int((now - self._started) / self.interval) % len(frames)]
+        if math.isfinite(self._until):
+            left = max(0.0, self._until - now)
+            return f"{spinner} waiting {left:.0f} s {self._reason}"
+        return f"{spinner} waiting {now - self._started:.0f} s so far {self._reason}"
+
+    def draw(self) -> None:
+        """Redraw the line."""
+        text = self.describe()
+        if text is not None:
+            self.line.show(text)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.draw()
+
+    def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()  # a task that only ever sleeps and draws: nothing to await
+            self._ticker = None
+
+    def close(self) -> None:
+        """Stop showing the wait and erase the line (safe to call at any time)."""
+        self._stop_ticker()
+        if self._reason is None:
+            return
+        self._reason = None
+        if self.line.overlay == self.describe:
+            self.line.overlay = None
         self.line.clear()

@@ -29,12 +29,21 @@ from yarl import URL
 
 from .client import (
     _RETRYABLE_STATUSES,
+    DEFAULT_CONNECT_TIMEOUT,
     SessionOwner,
+    _cannot_connect,
+    _check_retries,
+    _check_timeouts,
+    _client_timeout,
+    _connect_timed_out,
+    _gave_up,
     _may_have_taken_effect,
     _model,
     _NotSent,
+    _origin,
     _Retry,
     _retry_after,
+    _retry_sleep,
     _segment,
 )
 from .exceptions import (
@@ -55,7 +64,7 @@ from .exceptions import (
     UnexpectedResponseError,
     ValidationError,
 )
-from .ratelimit import Clock, Sleep
+from .ratelimit import Clock, Sleep, WaitCallback
 from .redaction import register_secret
 from .tempolor_models import (
     FILE_FORMATS,
@@ -131,6 +140,11 @@ class TempolorClient(SessionOwner):
     is closed by `close()` / `async with`. `clock` is wall-clock epoch seconds
     (download links' `expires_at` is computed from it); `sleep` is used for
     retry backoff and polling, so tests can pass fakes for both.
+
+    Retries as `FinetuningClient`: `max_retries` times, `connect_retries` times
+    (default: `max_retries`) when the connection never opened; `connect_timeout`
+    bounds opening a connection. A backoff over 2 s is logged at INFO on
+    `connector.waits` and passed to `on_wait` (see `connector.ratelimit.WaitCallback`).
     """
 
     def __init__(
@@ -140,11 +154,14 @@ class TempolorClient(SessionOwner):
         base_url: str = DEFAULT_BASE_URL,
         session: aiohttp.ClientSession | None = None,
         request_timeout: float = 60.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_retries: int = 4,
+        connect_retries: int | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 30.0,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        on_wait: WaitCallback | None = None,
     ) -> None:
         self._api_token = check_api_token(api_token)
         register_secret(self._api_token)  # nothing written or sent may carry it
@@ -152,9 +169,12 @@ class TempolorClient(SessionOwner):
         if self.base_url.scheme not in ("http", "https") or not self.base_url.host:
             raise ValueError(f"base_url must be an http(s) URL (got {base_url!r})")
         self.request_timeout = request_timeout
+        self.connect_timeout = _check_timeouts(request_timeout, connect_timeout)
         self.max_retries = max_retries
+        self.connect_retries = _check_retries(max_retries, connect_retries)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.on_wait = on_wait
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -183,9 +203,11 @@ class TempolorClient(SessionOwner):
         """Send one API call and return its parsed JSON answer, retrying what is safe."""
         url = self.base_url.joinpath(*segments)
         self._get_session()  # a closed session passed in is final: fail before any retry
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
+            attempt_started = self._clock()
             try:
                 return await self._attempt(method, url, params=params, body=body)
             except FinetuningError as err:
@@ -193,15 +215,27 @@ class TempolorClient(SessionOwner):
                 if delay is None:
                     if retry is _Retry.CREATE and _may_have_taken_effect(err):
                         raise _outcome_unknown(str(err), err.status, err.details) from err
+                    _gave_up(err, attempt, max(0.0, self._clock() - started))
                     raise
-                _LOGGER.debug(
-                    "%s %s: %s; retry %d in %.1f s", method, url.path, err.code, attempt, delay
+                await _retry_sleep(
+                    self._sleep,
+                    delay,
+                    f"TemPolor {method} {url.path}",
+                    err,
+                    attempt,
+                    1 + self._retries_for(err),
+                    self._clock() - attempt_started,
+                    self.on_wait,
+                    _LOGGER,
                 )
-                await self._sleep(delay)
+
+    def _retries_for(self, err: FinetuningError) -> int:
+        """How many retries the kind of failure `err` allows."""
+        return self.connect_retries if isinstance(err, _NotSent) else self.max_retries
 
     def _retry_delay(self, err: FinetuningError, attempt: int, retry: _Retry) -> float | None:
         """Seconds to wait before trying again, or None when the error is final."""
-        if attempt > self.max_retries:
+        if attempt > self._retries_for(err):
             return None
         # Exponential backoff with jitter.
         backoff = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
@@ -236,23 +270,28 @@ class TempolorClient(SessionOwner):
         try:
             async with asyncio.timeout(self.request_timeout):
                 async with session.request(
-                    method, url, params=params, json=body, headers=headers
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=_client_timeout(self.connect_timeout),
                 ) as response:
                     raw = await response.read()
                     status = response.status
                     retry_after_header = response.headers.get("Retry-After")
                     content_type = response.content_type
+        except aiohttp.ConnectionTimeoutError as err:
+            raise _NotSent(self._redact(_connect_timed_out(url, self.connect_timeout))) from err
         except TimeoutError as err:
             raise FinetuningTimeoutError(
-                f"no answer from {url.host} within {self.request_timeout:g} s"
+                f"no answer from {_origin(url)} within {self.request_timeout:g} s"
             ) from err
         except aiohttp.ClientConnectorError as err:
-            raise _NotSent(
-                self._redact(f"cannot connect to {url.host}:{url.port}: {err.os_error}")
-            ) from err
+            raise _NotSent(self._redact(_cannot_connect(url, err))) from err
         except aiohttp.ClientError as err:
             raise FinetuningConnectionError(
-                self._redact(f"connection to {url.host} failed: {type(err).__name__}: {err}")
+                self._redact(f"connection to {_origin(url)} failed: {type(err).__name__}: {err}")
             ) from err
         _LOGGER.debug("%s %s -> %s", method, url.path, status)
         return self._parse(status, raw, content_type, retry_after_header)
