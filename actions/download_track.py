@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 
 from connector.media import (
-    DEFAULT_ARTIST,
-    DEFAULT_PATH_TEMPLATE,
+    PROVIDER_ARTISTS,
     SIDECARS,
+    TEMPLATE_FIELDS,
     DownloadError,
     DownloadResult,
     check_file_mode,
+    default_path_template,
     download_track,
+    parse_template,
 )
 from connector.models import Generation, GenerationStatus
 from connector.registry import ActionSpec
@@ -38,6 +40,31 @@ def _file_mode(value: Any) -> int:
         return check_file_mode(value)
     except ValueError as err:
         raise vol.Invalid(str(err).removeprefix("file_mode ")) from None
+
+
+def _path_template(value: Any) -> str:
+    """A template whose fields all exist and whose braces pair up, checked at load time."""
+    if not isinstance(value, str):
+        raise vol.Invalid(f"must be text such as {default_path_template('finetuning')!r}")
+    try:
+        parse_template(value)
+    except ValueError as err:
+        raise vol.Invalid(str(err).removeprefix("path_template").lstrip(": ")) from None
+    return value
+
+
+_path_template.json_schema = {"type": "string"}  # type: ignore[attr-defined]  # for the export
+
+_FIELDS = " ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
+_PATH_TEMPLATE_HELP = (
+    f"where the file goes, from the fields {_FIELDS}, each value made safe as a file "
+    f"name (default: {default_path_template('finetuning')}; for TemPolor tracks "
+    f"{default_path_template('tempolor')})"
+)
+_ARTIST_HELP = (
+    f"artist tag (default: {PROVIDER_ARTISTS['finetuning']}; for TemPolor tracks "
+    f"{PROVIDER_ARTISTS['tempolor']})"
+)
 
 
 # An expired or refused TemPolor link answers one of these: a fresh link may work.
@@ -85,9 +112,9 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
         return await download_track(
             generation,
             os.path.expanduser(options["library"]),  # noqa: ASYNC240  # string work, no I/O
-            path_template=options["path_template"],
+            path_template=options.get("path_template"),  # None: the provider's default
             album=options.get("album"),
-            artist=options["artist"],
+            artist=options.get("artist"),  # None: the provider's name
             album_artist=options.get("album_artist"),
             also_write=options["also_write"],
             lyrics=options.get("lyrics"),
@@ -129,17 +156,12 @@ ACTION = ActionSpec(
             vol.Optional("track", description="track id (default: the trigger's)"): templatable(
                 str
             ),
-            vol.Optional(
-                "path_template",
-                default=DEFAULT_PATH_TEMPLATE,
-                description="where the file goes: {library} {album} {title} {id} {date} ...",
-            ): str,
+            # No schema default: both depend on the provider, known only at run time.
+            vol.Optional("path_template", description=_PATH_TEMPLATE_HELP): _path_template,
             vol.Optional("album", description="album tag and folder (default: the date)"): (
                 templatable(str)
             ),
-            vol.Optional("artist", default=DEFAULT_ARTIST, description="artist tag"): templatable(
-                str
-            ),
+            vol.Optional("artist", description=_ARTIST_HELP): templatable(str),
             vol.Optional("album_artist", description="album artist (default: artist)"): (
                 templatable(str)
             ),

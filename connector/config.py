@@ -14,7 +14,14 @@ the line and the path of the offending value:
     option for 'generate' (did you mean 'duration'?)
 
 Values read with `!env` or `!secret` are secrets: they never appear in an
-error message or a repr.
+error message or a repr; so are the API key, the TemPolor token and the
+webhook token however they are written. A key or token the client would refuse
+(`ft_live_` and 32 hex characters for Finetuning.ai) is a problem of the file,
+at its line, so a file `ftconnect check` accepts is one `ftconnect run` starts.
+
+`CONFIG_REFERENCE` describes every section and key (defaults, ranges,
+descriptions) from the same schemas; the README's config reference is made
+from it.
 """
 
 from __future__ import annotations
@@ -25,20 +32,27 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import voluptuous as vol
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 
+from .client import API_KEY_PATTERN, check_api_key
+from .client import DEFAULT_BASE_URL as FT_BASE_URL
+from .exceptions import InvalidApiKeyError
 from .redaction import register_secret
 from .registry import PROVIDERS, ActionSpec, Registry, TriggerSpec, default_registry
 from .templates import Template, TemplateError, is_template
+from .tempolor import DEFAULT_BASE_URL as TP_BASE_URL
+from .tempolor import check_api_token
 
 __all__ = [
+    "CONFIG_REFERENCE",
     "AutomationConfig",
     "ConfigError",
     "ConfigProblem",
+    "ConfigSection",
     "ConnectorConfig",
     "PollConfig",
     "ProviderConfig",
@@ -46,6 +60,7 @@ __all__ = [
     "StepConfig",
     "TriggerConfig",
     "WebhookConfig",
+    "api_key_problem",
     "load_config",
     "parse_config",
 ]
@@ -883,6 +898,10 @@ class _Validator:
         if not isinstance(raw, dict):
             self.add(line, name, f"must be a mapping of options (got {_kind(raw)})")
             return None
+        # A key written in the file itself is as secret as one read with !env: no
+        # message may repeat it, whatever reports it (a malformed one included).
+        for key in _SECRET_FIELDS.get(name, ()):
+            self.problems.hide(raw.get(key))
         # A missing option is reported at the section's name, not its first option.
         return self.check_options(schema, _plain(raw), raw, name, f"{name!r}", anchor=line)
 
@@ -1286,20 +1305,40 @@ def _text_or_none(value: Any) -> str | None:
 # ------------------------------------------------------------- section schemas
 
 
+_V = TypeVar("_V", bound=Callable[..., Any])
+
+
+def _exported(json_schema: dict[str, Any]) -> Callable[[_V], _V]:
+    """Attach to a validator the JSON Schema it stands for.
+
+    `connector.jsonschema` reads it for the export and for the README's config
+    reference; `x-allowed` there is the "allowed" column in words.
+    """
+
+    def attach(validator: _V) -> _V:
+        validator.json_schema = json_schema  # type: ignore[attr-defined]
+        return validator
+
+    return attach
+
+
 def _optional(validator: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def validate(value: Any) -> Any:
         return None if value is None else validator(value)
 
-    validate.__name__ = getattr(validator, "__name__", "optional")
+    validate.__name__ = "optional"
+    validate.inner = validator  # type: ignore[attr-defined]  # read by the JSON Schema export
     return validate
 
 
+@_exported({"type": "string", "minLength": 1})
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise vol.Invalid(f"must be text {_got(value)}")
     return value
 
 
+@_exported({"type": "string", "format": "uri", "x-allowed": "an http:// or https:// URL"})
 def _http_url(value: Any) -> str:
     if isinstance(value, str):
         parts = urlsplit(value)
@@ -1308,6 +1347,7 @@ def _http_url(value: Any) -> str:
     raise vol.Invalid(f"must be an http:// or https:// URL (got {_shown(value)})")
 
 
+@_exported({"type": "string", "x-allowed": '"host:port", port 1 to 65535'})
 def _listen(value: Any) -> tuple[str, int]:
     message = f'must be "host:port" with a port from 1 to 65535 (got {_shown(value)})'
     if not isinstance(value, str):
@@ -1322,6 +1362,7 @@ def _listen(value: Any) -> tuple[str, int]:
 TOKEN_MIN_LENGTH = 16
 
 
+@_exported({"type": "string", "minLength": TOKEN_MIN_LENGTH})
 def _token(value: Any) -> str:
     text = _text(value)
     if len(text.strip()) < TOKEN_MIN_LENGTH:
@@ -1333,18 +1374,108 @@ def _token(value: Any) -> str:
     return text
 
 
+_KEY_PREFIX = "ft_live_"
+_KEY_SHAPE = f"'{_KEY_PREFIX}' followed by 32 hex characters, 40 in all"
+
+
+def _same_kind(original: str, text: str) -> str:
+    """`text` (a stripped key), still a SecretValue when `original` was one."""
+    if text == original:
+        return original
+    return SecretValue(text) if isinstance(original, SecretValue) else text
+
+
+@_exported(
+    {
+        "type": "string",
+        "pattern": f"^{API_KEY_PATTERN.pattern}$",
+        "x-allowed": f"`{_KEY_PREFIX}` followed by 32 hex characters",
+    }
+)
+def _api_key(value: Any) -> str:
+    """A Finetuning.ai key of the shape the client accepts; the message never shows it."""
+    if not isinstance(value, str):
+        raise vol.Invalid(f"must be text {_got(value)}")
+    problem = api_key_problem(value)
+    if problem is not None:
+        raise vol.Invalid(problem)
+    return _same_kind(value, value.strip())
+
+
+def api_key_problem(key: str) -> str | None:
+    """What is wrong with a Finetuning.ai API key, in words that never show it; None if fine.
+
+    The client's own check (`check_api_key`) decides, so a key `ftconnect check`
+    accepts is one `ftconnect run` can use. The text reads after the key's name
+    ("finetuning.api_key: must be ..."); a key from --api-key or the environment
+    can be reported with it too.
+    """
+    if not key.strip():
+        return (
+            f"is empty: a Finetuning.ai API key is {_KEY_SHAPE} "
+            "(leave api_key out to run on the embedded sandbox)"
+        )
+    try:
+        check_api_key(key)
+    except InvalidApiKeyError:
+        pass
+    else:
+        return None
+    key = key.strip()
+    found = []
+    if not key.startswith(_KEY_PREFIX):
+        found.append(f"does not start with '{_KEY_PREFIX}'")
+    if len(key) != len(_KEY_PREFIX) + 32:
+        found.append(f"has {len(key)} characters")
+    elif key.startswith(_KEY_PREFIX):
+        found.append(f"has characters other than 0-9 and a-f after '{_KEY_PREFIX}'")
+    return (
+        f"must be a Finetuning.ai API key, {_KEY_SHAPE} (this one {' and '.join(found)}); "
+        "create one under Profile → API, or leave api_key out to run on the embedded sandbox"
+    )
+
+
+@_exported(
+    {
+        "type": "string",
+        "pattern": r"^\S+$",
+        "x-allowed": "one word: no spaces, line breaks or control characters",
+    }
+)
+def _api_token(value: Any) -> str:
+    """A useapi.net token the TemPolor client accepts (`check_api_token`), never shown."""
+    if not isinstance(value, str):
+        raise vol.Invalid(f"must be text {_got(value)}")
+    if not value.strip():
+        raise vol.Invalid("is empty: copy the API token from useapi.net")
+    try:
+        return _same_kind(value, check_api_token(value))
+    except InvalidApiKeyError:
+        pass
+    token = value.strip()
+    bad = sum(1 for char in token if char.isspace() or ord(char) < 32)
+    raise vol.Invalid(
+        "must be one word, as useapi.net shows it, without spaces, line breaks or control "
+        f"characters (this one has {len(token)} characters, {bad} of them spaces or "
+        "control characters)"
+    )
+
+
+@_exported({"type": "integer", "minimum": 16, "maximum": 65536})
 def _connection_cap(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 65536:
         raise vol.Invalid(f"must be a whole number from 16 to 65536 (got {_shown(value)})")
     return value
 
 
+@_exported({"type": "number", "minimum": 1, "maximum": 300})
 def _header_timeout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 300:
         raise vol.Invalid(f"must be from 1 to 300 seconds (got {_shown(value)})")
     return float(value)
 
 
+@_exported({"type": "number", "exclusiveMinimum": 0})
 def _seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise vol.Invalid(f"must be a number of seconds (got {_shown(value)})")
@@ -1353,18 +1484,21 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+@_exported({"type": "boolean"})
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise vol.Invalid(f"must be true or false (got {_shown(value)})")
     return value
 
 
+@_exported({"type": "integer", "minimum": 1})
 def _run_count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise vol.Invalid(f"must be a whole number of at least 1 (got {_shown(value)})")
     return value
 
 
+@_exported({"type": "number", "exclusiveMinimum": 0})
 def _days(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise vol.Invalid(f"must be a number of days above 0 (got {_shown(value)})")
@@ -1374,92 +1508,274 @@ def _days(value: Any) -> float:
 _FINETUNING = vol.Schema(
     {
         vol.Optional(
-            "api_key", default=None, description="Finetuning.ai API key; none: embedded sandbox"
-        ): _optional(_text),
-        vol.Optional("base_url", default=None, description="API base URL"): _optional(_http_url),
+            "api_key",
+            default=None,
+            description="Finetuning.ai API key (Profile → API → Create Key; use !env or "
+            "!secret); without one everything runs on the embedded sandbox",
+        ): _optional(_api_key),
+        vol.Optional(
+            "base_url", default=None, description=f"API address (default {FT_BASE_URL})"
+        ): _optional(_http_url),
         # Lower these to leave room for other programs that share the key.
         vol.Optional(
-            "reads_per_window", default=60, description="client budget for reads and bulk calls"
+            "reads_per_window",
+            default=60,
+            description="the client's budget of reads and bulk calls per window (the "
+            "documented limit); lower it to leave room for other programs sharing the key",
         ): vol.All(int, vol.Range(min=1, max=10000, msg="must be between 1 and 10000")),
         vol.Optional(
-            "generations_per_window", default=10, description="client budget for submissions"
+            "generations_per_window",
+            default=10,
+            description="the client's budget of submissions per window (the documented limit)",
         ): vol.All(int, vol.Range(min=1, max=10000, msg="must be between 1 and 10000")),
         vol.Optional(
-            "rate_window", default=60.0, description="seconds of the budgets' window"
+            "rate_window", default=60.0, description="seconds of the window both budgets count"
         ): vol.All(vol.Coerce(float), vol.Range(min=0.1, max=3600, msg="must be 0.1-3600 s")),
         vol.Optional(
-            "retry_backoff", default=1.0, description="first retry delay in seconds (doubles)"
+            "retry_backoff",
+            default=1.0,
+            description="seconds before the first retry of a 429 or an unopened connection; "
+            "doubles each time, with jitter",
         ): vol.All(vol.Coerce(float), vol.Range(min=0.01, max=60, msg="must be 0.01-60 s")),
     }
 )
 _TEMPOLOR = vol.Schema(
     {
         vol.Optional(
-            "api_token", default=None, description="useapi.net token; none: embedded sandbox"
-        ): _optional(_text),
-        vol.Optional("base_url", default=None, description="API base URL"): _optional(_http_url),
+            "api_token",
+            default=None,
+            description="useapi.net API token (use !secret); without a Finetuning.ai key both "
+            "providers run on the embedded sandbox",
+        ): _optional(_api_token),
+        vol.Optional(
+            "base_url", default=None, description=f"API address (default {TP_BASE_URL})"
+        ): _optional(_http_url),
     }
 )
 _WEBHOOK = vol.Schema(
     {
-        vol.Required("listen", description='Where to listen, "host:port"'): _listen,
-        vol.Optional("public_url", default=None, description="URL providers call"): _optional(
-            _http_url
-        ),
-        vol.Optional("token", default=None, description="Shared secret in the URL"): _optional(
-            _token
-        ),
+        vol.Required("listen", description="where the listener accepts connections"): _listen,
         vol.Optional(
-            "max_connections", default=512, description="Open connections at most (16-65536)"
+            "public_url",
+            default=None,
+            description="the URL providers are told to call (they only call public https "
+            "URLs); unset: they are not told of the listener, and the poller does the work",
+        ): _optional(_http_url),
+        vol.Optional(
+            "token",
+            default=None,
+            description="shared secret in the hook URL (use !secret); unset: one is "
+            "generated and kept in state_dir",
+        ): _optional(_token),
+        vol.Optional(
+            "max_connections",
+            default=512,
+            description="connections open at once; past it the longest-idle one is closed",
         ): _connection_cap,
         vol.Optional(
-            "header_timeout", default=10.0, description="Seconds a client has to send a request"
+            "header_timeout",
+            default=10.0,
+            description="seconds a client has to send a request's headers (again after each "
+            "response)",
         ): _header_timeout,
     }
 )
 _POLL = vol.Schema(
     {
-        vol.Optional("idle_interval", default=60.0, description="Seconds between idle polls"): (
-            _seconds
-        ),
         vol.Optional(
-            "active_interval", default=3.0, description="Seconds between polls while generating"
+            "idle_interval",
+            default=60.0,
+            description="seconds between polls while none of our generations runs",
         ): _seconds,
-        vol.Optional("backfill", default=False, description="Fire for what existed at start"): (
-            _flag
-        ),
+        vol.Optional(
+            "active_interval",
+            default=3.0,
+            description="seconds between polls while generations we submitted run",
+        ): _seconds,
+        vol.Optional(
+            "backfill",
+            default=False,
+            description="on the first start, fire for generations that already exist",
+        ): _flag,
     }
 )
 _RUNTIME = vol.Schema(
     {
-        vol.Optional("max_concurrent_runs", default=10, description="Runs at once"): _run_count,
-        vol.Optional("retention_days", default=30.0, description="Days of run history kept"): (
-            _days
-        ),
+        vol.Optional(
+            "max_concurrent_runs", default=10, description="runs executing at once; more wait"
+        ): _run_count,
+        vol.Optional(
+            "retention_days",
+            default=30.0,
+            description="days the journal keeps finished runs and events",
+        ): _days,
     }
 )
 
-_SECTIONS = (
-    "finetuning",
-    "tempolor",
-    "webhook",
-    "poll",
-    "state_dir",
-    "runtime",
-    "automations",
+
+@_exported({"type": "object", "x-allowed": "a mapping (below)"})
+def _section_doc(value: Any) -> Any:
+    return value  # the documentation's stand-in: sections are checked by their own schema
+
+
+@_exported({"type": "string", "minLength": 1, "x-allowed": "a folder path"})
+def _folder_doc(value: Any) -> Any:
+    return value  # checked by _Validator.state_dir
+
+
+@_exported({"type": "array", "x-allowed": "one item, or a list"})
+def _items_doc(value: Any) -> Any:
+    return value  # checked by _Validator.entries
+
+
+@_exported({"type": "array", "x-allowed": "a list"})
+def _list_doc(value: Any) -> Any:
+    return value  # checked by _Validator.automations
+
+
+# The top level and the automations, for the documentation: `_Validator` walks
+# them by hand (to report every problem with its line), and takes its key names
+# from here, so the reference cannot miss one.
+_DOCUMENT = vol.Schema(
+    {
+        vol.Optional(
+            "finetuning",
+            description="Finetuning.ai: the key and the client's budgets; absent: defaults, "
+            "on the embedded sandbox",
+        ): _section_doc,
+        vol.Optional(
+            "tempolor",
+            description="TemPolor through useapi.net, the second provider; needed for "
+            "provider: tempolor with a Finetuning.ai key",
+        ): _section_doc,
+        vol.Optional(
+            "webhook",
+            description="the webhook listener, the fast path; absent: the poller alone",
+        ): _section_doc,
+        vol.Optional("poll", description="the reconciliation poller, the safety net"): _section_doc,
+        vol.Optional(
+            "state_dir",
+            default=DEFAULT_STATE_DIR,
+            description="the journal's folder (SQLite, WAL) and the daemon's lock; a "
+            "relative path starts at the file's folder",
+        ): _folder_doc,
+        vol.Optional(
+            "runtime", description="runs at once and how long their history is kept"
+        ): _section_doc,
+        vol.Optional(
+            "automations",
+            default=[],
+            description="the automations: what triggers them, what must hold, what they do",
+        ): _list_doc,
+    }
 )
-_AUTOMATION_KEYS = (
-    "id",
-    "alias",
-    "description",
-    "enabled",
-    "triggers",
-    "trigger",
-    "conditions",
-    "condition",
-    "actions",
-    "action",
+_AUTOMATION = vol.Schema(
+    {
+        vol.Optional(
+            "id",
+            description="unique name, read by templates as automation.id (default: made "
+            "from alias, else `automation_<n>`)",
+        ): _text,
+        vol.Optional("alias", description="a name for people, shown in logs"): _text,
+        vol.Optional("description", description="free text"): _text,
+        vol.Optional(
+            "enabled", default=True, description="false keeps it in the file but never runs it"
+        ): _flag,
+        vol.Required(
+            "triggers",
+            description="what starts it: a trigger or a list (`trigger:` also works); the "
+            "Triggers table lists them",
+        ): _items_doc,
+        vol.Optional(
+            "conditions",
+            description='templates that must all be true, such as "{{ '
+            'trigger.generation.duration >= 60 }}", or true/false (`condition:` also works)',
+        ): _items_doc,
+        vol.Required(
+            "actions",
+            description="the steps, run in order: an action or a list (`action:` also "
+            "works); the Actions table lists them",
+        ): _items_doc,
+    }
 )
+_TRIGGER_ENTRY = vol.Schema(
+    {
+        vol.Required("trigger", description="which trigger; its options sit beside it"): _text,
+        vol.Optional("id", description="read by templates as trigger.id"): _text,
+        vol.Optional("alias", description="a name for people, shown in logs"): _text,
+        vol.Optional(
+            "enabled", default=True, description="false keeps it in the file but never fires"
+        ): _flag,
+    }
+)
+_ACTION_ENTRY = vol.Schema(
+    {
+        vol.Required("action", description="which action; its options sit beside it"): _text,
+        vol.Optional(
+            "id",
+            description="letters, digits and _; later steps read this step's output as "
+            "`steps.<id>` (default `step_<n>`)",
+        ): vol.Match(_STEP_ID.pattern),
+        vol.Optional("alias", description="a name for people, shown in logs"): _text,
+        vol.Optional(
+            "enabled", default=True, description="false keeps it in the file but never runs it"
+        ): _flag,
+    }
+)
+
+
+@dataclass(frozen=True)
+class ConfigSection:
+    """One table of the config file reference (README), made from a schema.
+
+    `path` is where its keys sit ("" for the top level, "automations[]" for
+    each automation); every key of `schema` carries a description.
+    """
+
+    path: str
+    title: str
+    description: str
+    schema: vol.Schema
+
+
+CONFIG_REFERENCE: tuple[ConfigSection, ...] = (
+    ConfigSection("", "Top level", "Every section is optional.", _DOCUMENT),
+    ConfigSection(
+        "finetuning", "finetuning", "How to reach Finetuning.ai, and how hard.", _FINETUNING
+    ),
+    ConfigSection("tempolor", "tempolor", "How to reach TemPolor (useapi.net).", _TEMPOLOR),
+    ConfigSection(
+        "webhook",
+        "webhook",
+        "The listener for /hooks/finetuning, /hooks/tempolor and /healthz.",
+        _WEBHOOK,
+    ),
+    ConfigSection("poll", "poll", "How often the poller looks.", _POLL),
+    ConfigSection("runtime", "runtime", "How the runs are executed and kept.", _RUNTIME),
+    ConfigSection("automations[]", "An automation", "Each item of `automations`.", _AUTOMATION),
+    ConfigSection(
+        "automations[].triggers[]",
+        "A trigger",
+        "Each item of an automation's `triggers`, with the trigger's own options.",
+        _TRIGGER_ENTRY,
+    ),
+    ConfigSection(
+        "automations[].actions[]",
+        "An action (a step)",
+        "Each item of an automation's `actions`, with the action's own options.",
+        _ACTION_ENTRY,
+    ),
+)
+"""The config file reference: every section and key, with defaults and ranges.
+
+The README's reference is generated from it (`connector.jsonschema.config_markdown`).
+"""
+
+# Keys whose value is a secret wherever it comes from (literal, !env, !secret).
+_SECRET_FIELDS = {"finetuning": ("api_key",), "tempolor": ("api_token",), "webhook": ("token",)}
+
+_SECTIONS = tuple(_schema_keys(_DOCUMENT))
+_AUTOMATION_KEYS = (*_schema_keys(_AUTOMATION), "trigger", "condition", "action")
 
 # What Home Assistant called these keys before 2024.10, for a helpful hint.
 _OLD_ENTRY_KEYS = {"trigger": "platform", "action": "service"}

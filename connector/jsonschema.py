@@ -3,7 +3,8 @@
 The declarations of triggers and actions double as documentation: the same
 schemas that validate the automations file drive form builders (through
 `registry_document`, a JSON Schema draft 2020-12 document) and the README
-tables (`registry_markdown`).
+tables (`registry_markdown`); the schemas of the file's sections make its
+config reference (`config_markdown`).
 
 The conversion understands the voluptuous building blocks (dicts with
 Required/Optional markers, defaults and descriptions, lists, Any, All, In,
@@ -18,15 +19,19 @@ validator; it never raises.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
 from .registry import ActionSpec, Registry, TriggerSpec
 from .validation import id_list, positive_seconds
 
-__all__ = ["registry_document", "registry_markdown", "to_json_schema"]
+if TYPE_CHECKING:
+    from .config import ConfigSection
+
+__all__ = ["config_markdown", "registry_document", "registry_markdown", "to_json_schema"]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -93,8 +98,13 @@ def _convert(node: Any) -> JsonSchema:
 def _validator(node: Any) -> JsonSchema:
     """A validator object or function (anything not a container)."""
     # Ours first: they carry what the export needs.
+    declared = getattr(node, "json_schema", None)
+    if isinstance(declared, dict):
+        return dict(declared)  # a validator that states its own JSON Schema
     if getattr(node, "__name__", None) == "templatable" and hasattr(node, "inner"):
         return {**to_json_schema(node.inner), "x-template": True}
+    if getattr(node, "__name__", None) == "optional" and hasattr(node, "inner"):
+        return _nullable(to_json_schema(node.inner))
     if hasattr(node, "choices"):
         return {"type": "string", "enum": list(node.choices)}
     if hasattr(node, "bounds"):
@@ -181,6 +191,14 @@ def _array(items: list[Any]) -> JsonSchema:
     if len(items) == 1:
         return {"type": "array", "items": to_json_schema(items[0])}
     return {"type": "array", "items": _any_of([to_json_schema(item) for item in items])}
+
+
+def _nullable(schema: JsonSchema) -> JsonSchema:
+    """`schema`, or null (an option whose default None means "not set")."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _any_of(parts: list[JsonSchema]) -> JsonSchema:
@@ -419,3 +437,113 @@ def _options_cell(schema: Any) -> str:
 def _cell(text: str) -> str:
     # A pipe ends a Markdown cell and a newline ends the row.
     return " ".join(str(text).split()).replace("|", "\\|")
+
+
+# ------------------------------------------------------------ the config reference
+
+
+def config_markdown(sections: Sequence[ConfigSection] | None = None) -> str:
+    """The README's config file reference: a table per section of the automations file.
+
+    One row per key: its path (as error messages write it), its default, what
+    values are allowed (type and range, from the schema) and its description.
+    `sections` defaults to `connector.config.CONFIG_REFERENCE`.
+    """
+    if sections is None:
+        from .config import CONFIG_REFERENCE
+
+        sections = CONFIG_REFERENCE
+    lines: list[str] = []
+    for section in sections:
+        heading = section.title if not section.path else f"`{section.path}`"
+        if section.path and section.title != section.path:
+            heading += f": {section.title.lower()}"
+        lines += [f"#### {heading}", "", section.description, ""]
+        lines += _reference_table(section.path, section.schema)
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _reference_table(path: str, schema: Any) -> list[str]:
+    exported = to_json_schema(schema)
+    properties = exported.get("properties")
+    rows = ["| key | default | allowed | description |", "|---|---|---|---|"]
+    if not isinstance(properties, dict):
+        return rows
+    required = set(exported.get("required", []))
+    for name, prop in properties.items():
+        key = f"{path}.{name}" if path else name
+        if name in required:
+            default = "required"
+        elif "default" in prop:
+            default = _default_text(prop["default"])
+        else:
+            default = ""
+        cells = [f"`{key}`", default, _allowed(prop), str(prop.get("description", ""))]
+        rows.append("| " + " | ".join(_cell(text) for text in cells) + " |")
+    return rows
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 60.0 reads as 60
+    return f"`{json.dumps(value, ensure_ascii=False)}`"
+
+
+def _allowed(prop: JsonSchema) -> str:
+    """What a key accepts, in words: "whole number, 16 to 65536", "true or false", ..."""
+    if "x-allowed" in prop:
+        return str(prop["x-allowed"])
+    if "enum" in prop:
+        return "one of " + ", ".join(f"`{item}`" for item in prop["enum"])
+    kinds = prop.get("type")
+    kind = next((k for k in kinds if k != "null"), None) if isinstance(kinds, list) else kinds
+    if kind == "boolean":
+        return "true or false"
+    if kind in ("integer", "number"):
+        noun = "whole number" if kind == "integer" else "number"
+        return f"{noun}{_bounds(prop)}"
+    if kind == "string":
+        if "minLength" in prop and prop["minLength"] > 1:
+            return f"text, at least {prop['minLength']} characters"
+        if "pattern" in prop:
+            return f"text matching `{prop['pattern']}`"
+        return "text"
+    if kind == "array":
+        return "a list"
+    if kind == "object":
+        return "a mapping"
+    return ""
+
+
+def _bounds(prop: JsonSchema) -> str:
+    low = prop.get("minimum")
+    high = prop.get("maximum")
+    if low is not None and high is not None:
+        return f", {_number(low)} to {_number(high)}"
+    if "exclusiveMinimum" in prop:
+        return f", above {_number(prop['exclusiveMinimum'])}"
+    if low is not None:
+        return f", at least {_number(low)}"
+    if high is not None:
+        return f", at most {_number(high)}"
+    return ""
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _main(argv: Sequence[str]) -> int:
+    """`python -m connector.jsonschema config`: print the README's config reference."""
+    if list(argv) != ["config"]:
+        print("usage: python -m connector.jsonschema config", file=sys.stderr)
+        return 2
+    print(config_markdown(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

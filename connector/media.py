@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import json
 import logging
 import math
@@ -78,18 +79,43 @@ DEFAULT_PATH_TEMPLATE = "{library}/Finetuning/{album}/{title}.mp3"
 DEFAULT_ARTIST = "Finetuning.ai"
 DEFAULT_MAX_BYTES = 50 * 2**20
 
+PROVIDER_NAMES: dict[str, str] = {"finetuning": "Finetuning", "tempolor": "TemPolor"}
+"""The folder a provider's tracks are filed under by default."""
+
+PROVIDER_ARTISTS: dict[str, str] = {"finetuning": DEFAULT_ARTIST, "tempolor": "TemPolor"}
+"""The artist tag a provider's tracks get by default."""
+
 TEMPLATE_FIELDS: tuple[str, ...] = (
     "library",
+    "artist",
+    "album_artist",
     "album",
     "title",
     "id",
     "provider",
+    "genre",
     "date",
     "year",
     "bpm",
     "key",
 )
 """The fields `path_template` may use."""
+
+
+def default_path_template(provider: str) -> str:
+    """Where a provider's tracks go by default: {library}/<Provider>/{album}/{title}.mp3.
+
+    Finetuning.ai tracks (and any provider this module does not know) go under
+    "Finetuning/", TemPolor tracks under "TemPolor/".
+    """
+    folder = PROVIDER_NAMES.get(provider, PROVIDER_NAMES["finetuning"])
+    return "{library}/" + folder + "/{album}/{title}.mp3"  # DEFAULT_PATH_TEMPLATE's shape
+
+
+def default_artist(provider: str) -> str:
+    """The artist tag of a provider's tracks by default: "Finetuning.ai" or "TemPolor"."""
+    return PROVIDER_ARTISTS.get(provider, DEFAULT_ARTIST)
+
 
 SIDECARS: tuple[str, ...] = ("json", "lrc")
 """The sidecar files `also_write` may ask for."""
@@ -341,7 +367,9 @@ class _TemplateFormatter(string.Formatter):
 
 def _unknown_field(name: str) -> str:
     allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-    return f"path_template: unknown field {{{name}}}; allowed fields are {allowed}"
+    close = difflib.get_close_matches(name, TEMPLATE_FIELDS, n=1, cutoff=0.6)
+    hint = f" (did you mean {{{close[0]}}}?)" if close else ""
+    return f"path_template: unknown field {{{name}}}{hint}; allowed fields are {allowed}"
 
 
 _FORMATTER = _TemplateFormatter()
@@ -384,10 +412,11 @@ def parse_template(template: str) -> PathTemplate:
             raise ValueError("path_template must not contain '..'")
         if "{library}" in part:
             raise ValueError("path_template: {library} may only start the template")
-    # Formatting with placeholders finds unknown fields before anything is fetched.
+    # Formatting with placeholders finds unknown fields and broken braces before
+    # anything is fetched.
     sample = dict.fromkeys(TEMPLATE_FIELDS, "x")
     for part in parts:
-        _format(part, sample)
+        _check_part(part, sample)
     name = parts[-1]
     if not name.lower().endswith(".mp3"):
         raise ValueError(f"path_template must end with a .mp3 file name (got {name!r})")
@@ -395,6 +424,22 @@ def parse_template(template: str) -> PathTemplate:
     if not stem:
         raise ValueError("path_template: the file name needs more than '.mp3'")
     return PathTemplate(folders=tuple(parts[:-1]), stem=stem)
+
+
+def _check_part(part: str, sample: Mapping[str, str]) -> None:
+    """Format one component with sample values; say plainly what is wrong with it."""
+    try:
+        _format(part, sample)
+    except ValueError as err:
+        message = str(err)
+        if message.startswith("path_template"):
+            raise
+        if "'{'" in message or "'}'" in message:
+            raise ValueError(
+                f"path_template: unbalanced braces in {part!r}: each field is one name "
+                "between { and }, such as {title}"
+            ) from None
+        raise ValueError(f"path_template: malformed field in {part!r} ({message})") from None
 
 
 def _format(part: str, values: Mapping[str, str]) -> str:
@@ -484,18 +529,20 @@ def genres(prompt: str | None) -> list[str]:
     return found
 
 
-def _template_values(
-    generation: Generation, library: Path, album: str, title: str
-) -> dict[str, str]:
+def _template_values(generation: Generation, library: Path, tags: _Tags) -> dict[str, str]:
+    """The values of the `path_template` fields (each component is sanitised after)."""
     day = release_date(generation)
     parameters = generation.parameters
     bpm = parameters.bpm if parameters is not None else None
     return {
         "library": str(library),
-        "album": album,
-        "title": title,
+        "artist": tags.artist,
+        "album_artist": tags.album_artist,
+        "album": tags.album,
+        "title": tags.title,
         "id": generation.id,
         "provider": generation.provider,
+        "genre": tags.genres[0] if tags.genres else "",
         "date": day.isoformat() if day else "",
         "year": str(day.year) if day else "",
         "bpm": str(bpm) if bpm is not None else "",
@@ -1234,9 +1281,9 @@ async def download_track(
     library: Path | str,
     *,
     session: aiohttp.ClientSession | None = None,
-    path_template: str = DEFAULT_PATH_TEMPLATE,
+    path_template: str | None = None,
     album: str | None = None,
-    artist: str = DEFAULT_ARTIST,
+    artist: str | None = None,
     album_artist: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     also_write: Sequence[str] = (),
@@ -1249,10 +1296,16 @@ async def download_track(
 ) -> DownloadResult:
     """Download a completed generation's MP3 into `library`, tagged and safely named.
 
-    `path_template` fields: {library}, {album} (default: the completion date,
-    YYYY-MM-DD, or `album` such as a playlist name), {title} (title, else
-    prompt, else id), {id}, {provider}, {date}, {year}, {bpm} and {key} (ID3
-    form, "F#m"); a missing value is empty. `also_write` adds "json" (the
+    `path_template` fields: {library}, {artist} and {album_artist} (the tags),
+    {album} (default: the completion date, YYYY-MM-DD, or `album` such as a
+    playlist name), {title} (title, else prompt, else id), {id}, {provider}
+    ("finetuning", "tempolor"), {genre} (the first genre read from the
+    prompt), {date}, {year}, {bpm} and {key} (ID3 form, "F#m"); a missing
+    value is empty, and every component is sanitised once formatted. The
+    defaults depend on the generation's provider: `path_template`
+    "{library}/Finetuning/{album}/{title}.mp3" and artist "Finetuning.ai",
+    for TemPolor "{library}/TemPolor/{album}/{title}.mp3" and "TemPolor"
+    (`default_path_template`, `default_artist`). `also_write` adds "json" (the
     generation's metadata, minus the webhook URL) and/or "lrc" (when there
     are lyrics) next to the file. `on_progress(bytes_so_far, total_or_None)`
     is called per chunk; it starts from 0 again when a failed GET is retried.
@@ -1272,6 +1325,8 @@ async def download_track(
     """
     kinds = _check_arguments(also_write, max_bytes, timeout)
     mode = check_file_mode(file_mode) if file_mode is not None else None
+    if path_template is None:
+        path_template = default_path_template(generation.provider)
     template = parse_template(path_template)
     url = audio_url or generation.audio_url
     if not url:
@@ -1290,18 +1345,16 @@ async def download_track(
     title = track_title(generation)
     day = release_date(generation)
     album_name = _one_line(album or "") or (day.isoformat() if day else UNDATED)
-    values = _template_values(generation, library_path, album_name, title)
-    folders = [sanitize_component(_format(part, values)) for part in template.folders]
-    stem = sanitize_component(_format(template.stem, values))
     language = _LANGUAGES_639_2.get(
         (generation.parameters.language if generation.parameters else None) or "", "eng"
     )
     bpm = generation.parameters.bpm if generation.parameters else None
     prompt = _multiline(generation.prompt) if generation.prompt else None
+    artist_name = _one_line(artist or "") or default_artist(generation.provider)
     tags = _Tags(
         title=title,
-        artist=_one_line(artist) or DEFAULT_ARTIST,
-        album_artist=_one_line(album_artist or "") or _one_line(artist) or DEFAULT_ARTIST,
+        artist=artist_name,
+        album_artist=_one_line(album_artist or "") or artist_name,
         album=album_name,
         genres=genres(generation.prompt),
         date=day.isoformat() if day else None,
@@ -1313,6 +1366,9 @@ async def download_track(
         generation_id=generation.id,
         provider=generation.provider,
     )
+    values = _template_values(generation, library_path, tags)
+    folders = [sanitize_component(_format(part, values)) for part in template.folders]
+    stem = sanitize_component(_format(template.stem, values))
 
     modes = await _in_thread(lambda: _Modes.resolve(mode))
     directory, created = await _in_thread(

@@ -9,7 +9,7 @@ from ft_config_support import parse, problems
 
 from connector.config import ConfigError, ProviderConfig, SecretValue, WebhookConfig
 
-KEY = "ft_live_s3cr3t_k3y_0042"
+KEY = "ft_live_5ec12e7c0ffee0000000000000000042"
 TOKEN = "wh_t0k3n_ab12cd34"
 
 

@@ -54,7 +54,7 @@ automations:
 """
 
 ENV = {
-    "FINETUNING_API_KEY": "ft_live_0123456789",
+    "FINETUNING_API_KEY": "ft_live_0123456789abcdef0123456789abcdef",
     "TEMPOLOR_TOKEN": "tp_token_0123456789",
     "WEBHOOK_TOKEN": "wh_token_0123456789",
 }
@@ -64,7 +64,9 @@ def test_every_section_is_read(tmp_path: Path) -> None:
     config = parse(FULL, environ=ENV, base_dir=tmp_path)
 
     assert config.source is None
-    assert config.finetuning == ProviderConfig("ft_live_0123456789", "https://pub.finetuning.ai")
+    assert config.finetuning == ProviderConfig(
+        "ft_live_0123456789abcdef0123456789abcdef", "https://pub.finetuning.ai"
+    )
     assert config.tempolor == ProviderConfig(
         "tp_token_0123456789", "https://api.useapi.net/v1/tempolor"
     )

@@ -385,8 +385,8 @@ async def test_an_unknown_template_field_names_it_and_the_allowed_ones(
 ) -> None:
     generation = await seeded(sandbox, http)
 
-    with pytest.raises(ValueError, match=r"\{artist\}") as caught:
-        await download_track(generation, library, path_template="{library}/{artist}/{title}.mp3")
+    with pytest.raises(ValueError, match=r"\{composer\}") as caught:
+        await download_track(generation, library, path_template="{library}/{composer}/{title}.mp3")
 
     for field in TEMPLATE_FIELDS:
         assert "{" + field + "}" in str(caught.value)
