@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_INVALID = 2
 EXIT_INTERRUPTED = 130
+# A refused connection is retried once (about 1.5 s), not four times (about 17 s): a
+# person is waiting. The daemon keeps the client's longer retries.
+CLI_CONNECT_RETRIES = 1
 
 # The `ft` CLI's polling schedule for `generate` (module constants so tests can shorten them).
 POLL_FIRST_DELAY = 3.0
@@ -36,9 +40,14 @@ POLL_FACTOR = 1.3
 POLL_MAX_DELAY = 15.0
 POLL_TIMEOUT = 300.0
 
+# What `runs --status` takes: the journal's statuses (connector.store: RUN_STATUSES,
+# RUNNING, REPLAYED; a test keeps them equal), without importing the store here.
+RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
+
 DEFAULT_DURATION = 60
 DEFAULT_BPM = 120
 PRIVATE_INTO_PUBLIC = "Cannot add private track to public playlist"
+ALREADY_IN_PLAYLIST = "Track already in playlist"  # as actions/_common.py (a test keeps them equal)
 PRIVATE_INTO_PUBLIC_HINT = (
     "make the track public in the web app first; the API never changes a track's visibility"
 )
@@ -53,9 +62,13 @@ Run a local stand-in API: ftconnect sandbox
 
 EPILOG = """\
 environment:
-  FINETUNING_API_KEY   API key (what --api-key overrides)
-  FINETUNING_BASE_URL  API base URL (what --base-url overrides)
+  FINETUNING_API_KEY   API key (what --api-key and a file's finetuning.api_key override)
+  FINETUNING_BASE_URL  API base URL (what --base-url and a file's finetuning.base_url override)
   NO_COLOR             set to turn colours off, like --no-color
+
+Every command takes the key and the server from the same places, first found wins:
+--api-key / --base-url, then the automations file (run, check, doctor FILE), then the
+environment. With no key anywhere, `run` uses the embedded sandbox and says so.
 
 Data goes to stdout, progress and messages to stderr, so `ftconnect list --json | jq`
 works. Exit codes: 0 success, 2 invalid input, 1 any other error, 130 interrupted.
@@ -79,10 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("--api-key", help="Finetuning.ai API key (default: $FINETUNING_API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        help="Finetuning.ai API key (default: the file's finetuning.api_key, then "
+        "$FINETUNING_API_KEY)",
+    )
     parser.add_argument(
         "--base-url",
-        help="API base URL (default: $FINETUNING_BASE_URL or https://pub.finetuning.ai)",
+        help="API base URL (default: the file's finetuning.base_url, then $FINETUNING_BASE_URL, "
+        "then https://pub.finetuning.ai)",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log HTTP requests to stderr (key redacted)"
@@ -106,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         "run the automations of a YAML file until stopped",
         "Start the runtime for FILE: trigger sources, dispatcher and poller. SIGINT or\n"
-        "SIGTERM stop it gracefully. Without an API key in FILE it runs against the\n"
-        "embedded sandbox and says so on its first line.",
+        "SIGTERM stop it gracefully. Its first line names the server and where the key\n"
+        "came from (--api-key, then FILE's finetuning.api_key, then $FINETUNING_API_KEY;\n"
+        "the same for --base-url). With no key anywhere it runs against the embedded\n"
+        "sandbox and says so. A playlist an action names that does not exist is a\n"
+        "warning: it may be created later.",
         "ftconnect run examples/demo.yaml",
     )
     run.add_argument("file", help="the automations file (YAML)")
@@ -122,12 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         "validate an automations file (exit 2 when invalid)",
         "Validate FILE: every trigger and action against its schema, templates compile,\n"
-        "no duplicate ids, and (with an API key, unless --offline) every playlist named\n"
-        "exists. Each problem is reported with its line.",
+        "no duplicate ids, and (with an API key from anywhere, unless --offline) every\n"
+        "playlist named exists. Every problem is reported in one pass, with its line;\n"
+        "--json prints them as one document. Exit 2 when invalid.",
         "ftconnect check automations.yaml",
     )
     check.add_argument("file", help="the automations file (YAML)")
     check.add_argument("--offline", action="store_true", help="do not look playlists up")
+    _json_flag(check)
 
     schema = _command(
         commands,
@@ -143,13 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "events",
             "show the events that fired, newest first",
-            "Show the events recorded in the journal: what fired, from which source.",
+            "Show the events recorded in the journal: what fired, and what was only seeded\n"
+            "(there at the first start, recorded without firing). Reads the journal only:\n"
+            "FILE is read for its state_dir, and its secrets need not resolve.",
             "ftconnect events automations.yaml --limit 20",
         ),
         (
             "runs",
             "show the automation runs, their steps, what failed and why",
-            "Show the runs recorded in the journal with each step's outcome.",
+            "Show the runs recorded in the journal with each step's outcome. Reads the\n"
+            "journal only: FILE is read for its state_dir, and its secrets need not resolve.",
             "ftconnect runs automations.yaml --status failed",
         ),
     ):
@@ -160,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "events":
             journal.add_argument("--kind", help="only this kind, e.g. track_completed")
         else:
-            journal.add_argument("--status", help="only runs in this status, e.g. failed")
+            journal.add_argument(
+                "--status",
+                choices=RUN_STATUSES,
+                metavar="STATUS",
+                help=f"only runs in this status: {', '.join(RUN_STATUSES)}",
+            )
             journal.add_argument("--automation", help="only runs of this automation id")
         _json_flag(journal)
 
@@ -269,14 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_playlist(commands)
 
-    _command(
+    doctor = _command(
         commands,
         "doctor",
         "check the set-up: version, base URL, key, /health, /v1/me",
         "Print the version, the base URL, where the API key came from (redacted), and\n"
-        "check /health and /v1/me. Each check says ok or FAIL; exits 1 if any failed.",
+        "check /health and /v1/me. Each check says ok or FAIL; exits 1 if any failed.\n"
+        "With FILE, also load it and use its key and server as `ftconnect run FILE` would.",
         "ftconnect --api-key ft_live_... doctor",
     )
+    doctor.add_argument(
+        "file", nargs="?", help="automations file: check it and use its key and server"
+    )
+    _json_flag(doctor)
     return parser
 
 
@@ -428,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ftconnect` console script; returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            _unrecognized(parser, args, extras)
         if args.command == "generate" and args.download and (args.no_wait or args.webhook):
             parser.error("--download waits for the track: it cannot go with --no-wait or --webhook")
     except SystemExit as exit_:
@@ -448,7 +486,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sandbox_cli.run(args)
     import asyncio
 
-    remove_logging = _setup_logging(_api_key(args)[0], verbose=args.verbose)
+    remove_logging = _setup_logging(
+        _endpoint(args).api_key, verbose=args.verbose, announce_waits=args.command == "run"
+    )
     try:
         # Asked before the event loop starts: inside it, Ctrl-C at the prompt would only
         # cancel the command once Enter was pressed.
@@ -478,6 +518,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     finally:
         remove_logging()
+
+
+def _unrecognized(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]
+) -> None:
+    """A usage error for arguments no option takes, from the parser of the command they
+    were given to, with a did-you-mean for a misspelt option (exits 2)."""
+    import difflib
+
+    chosen = _chosen_parser(parser, args)
+    options = [name for action in chosen._actions for name in action.option_strings]
+    global_options = [name for action in parser._actions for name in action.option_strings]
+    takes_value = {
+        name for action in parser._actions if action.nargs != 0 for name in action.option_strings
+    }
+    said: list[str] = []
+    rest = list(extras)
+    while rest:
+        extra = rest.pop(0)
+        name = extra.split("=", 1)[0]
+        if not name.startswith("-") or name == "-":
+            said.append(extra)
+        elif chosen is not parser and name in global_options:
+            if name in takes_value and "=" not in extra and rest:
+                rest.pop(0)  # its value: not repeated (it may be a key)
+            command = chosen.prog.removeprefix(parser.prog).strip()
+            said.append(
+                f"{name} (a global option: put it before the command, as in "
+                f"`ftconnect {name} ... {command} ...`)"
+            )
+        else:
+            close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+            said.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    chosen.error(f"unrecognized arguments: {', '.join(said)}")
+
+
+def _chosen_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the (sub)command the arguments chose; the top one when none."""
+    chosen = parser
+    for dest in ("command", "playlist_command"):
+        name = getattr(args, dest, None)
+        commands = next(
+            (a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if name is None or commands is None or name not in commands.choices:
+            break
+        chosen = commands.choices[name]
+    return chosen
 
 
 async def _automations_command(args: argparse.Namespace) -> int:
@@ -514,12 +604,21 @@ async def _automations_command(args: argparse.Namespace) -> int:
             )
         return runner.replay(state, args.run_id)
     path = Path(args.file)
+    if args.command == "check":
+        # A missing file is one of its problems (so --json still prints a document).
+        return await runner.check_file(
+            path,
+            offline=args.offline,
+            api_key=args.api_key,
+            base_url=args.base_url,
+            as_json=args.json,
+        )
     if not path.is_file():  # noqa: ASYNC240  # one stat of the argument, nothing runs yet
         print(f"ftconnect: error: {path}: no such file", file=sys.stderr)
         return EXIT_INVALID
-    if args.command == "check":
-        return await runner.check_file(path, offline=args.offline)
-    return await runner.run_file(path, backfill=args.backfill)
+    return await runner.run_file(
+        path, backfill=args.backfill, api_key=args.api_key, base_url=args.base_url
+    )
 
 
 class CliError(Exception):
@@ -540,16 +639,26 @@ class _Context:
     def __init__(self, args: argparse.Namespace) -> None:
         from contextlib import AsyncExitStack
 
-        from .progress import color_enabled
+        from .progress import StatusLine, WaitProgress, color_enabled
 
         self.args = args
-        self.api_key, self.key_source = _api_key(args)
-        self.base_url, self.base_url_source = _base_url(args)
+        self.endpoint = _endpoint(args)
+        # One status line per command; a long wait (rate budget, retry) overlays it.
+        self.line = StatusLine(sys.stderr)
+        self.waits = WaitProgress(self.line)
         self.err_color = color_enabled(sys.stderr, no_color=args.no_color)
         self.out_color = color_enabled(sys.stdout, no_color=args.no_color)
         self._stack = AsyncExitStack()
         self._session: aiohttp.ClientSession | None = None
         self._client: FinetuningClient | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return self.endpoint.api_key
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint.base_url
 
     async def session(self) -> aiohttp.ClientSession:
         """One HTTP session for the API and the audio host, closed when the command ends."""
@@ -570,12 +679,16 @@ class _Context:
 
             if not self.api_key:
                 raise MissingApiKeyError(
-                    "no API key: pass --api-key or set FINETUNING_API_KEY (to try without an "
+                    f"no API key: pass --api-key or set {KEY_VARIABLE} (to try without an "
                     "account: `ftconnect demo`, or `ftconnect sandbox` for a local API)"
                 )
             try:
                 client = FinetuningClient(
-                    self.api_key, base_url=self.base_url, session=await self.session()
+                    self.api_key,
+                    base_url=self.base_url,
+                    session=await self.session(),
+                    connect_retries=CLI_CONNECT_RETRIES,
+                    on_wait=self.waits,
                 )
             except ValueError as err:  # a base URL that is not http(s)
                 raise CliError(str(err)) from err
@@ -584,6 +697,7 @@ class _Context:
 
     async def aclose(self) -> None:
         """Close the client and the session."""
+        self.waits.close()
         await self._stack.aclose()
 
     def note(self, message: str) -> None:
@@ -602,6 +716,7 @@ class _Context:
 
     def fail(self, message: object) -> None:
         """`ftconnect: error: ...` on stderr."""
+        self.waits.close()
         _print_error(message, no_color=self.args.no_color)
 
 
@@ -636,29 +751,88 @@ async def _dispatch(args: argparse.Namespace) -> int:
         await ctx.aclose()
 
 
-def _api_key(args: argparse.Namespace) -> tuple[str | None, str]:
-    """The key and where it came from: "flag", "env" or "none"."""
-    if args.api_key:
-        return args.api_key, "flag"
-    env = os.environ.get("FINETUNING_API_KEY")
-    if env:
-        return env, "env"
-    return None, "none"
+# -- where the key and the server come from ------------------------------------------------
+
+KEY_VARIABLE = "FINETUNING_API_KEY"
+BASE_URL_VARIABLE = "FINETUNING_BASE_URL"
 
 
-def _base_url(args: argparse.Namespace) -> tuple[str, str]:
-    """The base URL and where it came from: "flag", "env" or "default"."""
-    if args.base_url:
-        return args.base_url, "flag"
-    env = os.environ.get("FINETUNING_BASE_URL")
-    if env:
-        return env, "env"
+@dataclass(frozen=True)
+class Endpoint:
+    """Which server a command talks to and with which key, and where each came from.
+
+    `*_source` is "flag", "file", "env" or "none"/"default"; `*_origin` says it
+    for people ("--api-key", "finetuning.api_key in a.yaml", "$FINETUNING_API_KEY").
+    """
+
+    api_key: str | None
+    key_source: str
+    key_origin: str
+    base_url: str
+    base_url_source: str
+    base_url_origin: str
+
+    def describe(self) -> str:
+        """`Server: URL (from --base-url); key: ft_live_… (from $FINETUNING_API_KEY)`."""
+        from .client import redact_key
+
+        return (
+            f"Server: {self.base_url} (from {self.base_url_origin}); "
+            f"key: {redact_key(self.api_key)} (from {self.key_origin})"
+        )
+
+
+def resolve_endpoint(
+    *,
+    flag_key: str | None,
+    flag_url: str | None,
+    file_key: str | None = None,
+    file_url: str | None = None,
+    file_name: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Endpoint:
+    """The one precedence every command uses, for the key and the server each:
+    the command line, then the automations file (when the command reads one), then
+    the environment, then (the server only) the public API.
+
+    The file wins over the environment because it is the specific, written choice
+    for these automations, while an exported variable is ambient: it is there for
+    every command and every file of the shell. A file that wants the environment
+    says so with `api_key: !env FINETUNING_API_KEY`.
+    """
     from .client import DEFAULT_BASE_URL
 
-    return DEFAULT_BASE_URL, "default"
+    env = os.environ if environ is None else environ
+    where = f" in {file_name}" if file_name else " in the file"
+    key, key_source, key_origin = _first(
+        (flag_key, "flag", "--api-key"),
+        (file_key, "file", f"finetuning.api_key{where}"),
+        (env.get(KEY_VARIABLE), "env", f"${KEY_VARIABLE}"),
+    ) or (None, "none", "nowhere")
+    url, url_source, url_origin = _first(
+        (flag_url, "flag", "--base-url"),
+        (file_url, "file", f"finetuning.base_url{where}"),
+        (env.get(BASE_URL_VARIABLE), "env", f"${BASE_URL_VARIABLE}"),
+    ) or (DEFAULT_BASE_URL, "default", "the default")
+    return Endpoint(key, key_source, key_origin, url, url_source, url_origin)
 
 
-def _setup_logging(api_key: str | None, *, verbose: bool) -> Callable[[], None]:
+def _first(*candidates: tuple[str | None, str, str]) -> tuple[str, str, str] | None:
+    """The first candidate with a value (blank counts as unset, as `export X=` means)."""
+    for value, source, origin in candidates:
+        if value is not None and value.strip():
+            return value.strip(), source, origin
+    return None
+
+
+def _endpoint(args: argparse.Namespace) -> Endpoint:
+    """The endpoint of a command that reads no automations file."""
+    return resolve_endpoint(flag_key=args.api_key, flag_url=args.base_url)
+
+
+def _setup_logging(
+    api_key: str | None, *, verbose: bool, announce_waits: bool = False
+) -> Callable[[], None]:
     """Log to stderr through one handler that removes secrets; returns the undo.
 
     Warnings and errors from any library (asyncio, aiohttp) go through it too, so
@@ -688,7 +862,11 @@ def _setup_logging(api_key: str | None, *, verbose: bool) -> Callable[[], None]:
     handler.addFilter(ScrubFilter())
     root = logging.getLogger()
     logger = logging.getLogger("connector")
-    previous = (root.level, logger.level)
+    waits_logger = logging.getLogger("connector.waits")
+    previous = (root.level, logger.level, waits_logger.level)
+    if announce_waits:
+        # The daemon says, at INFO, what it waits for over 2 s (no terminal to draw on).
+        waits_logger.setLevel(logging.INFO)
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.WARNING:
         root.setLevel(logging.WARNING)
@@ -699,6 +877,7 @@ def _setup_logging(api_key: str | None, *, verbose: bool) -> Callable[[], None]:
         root.removeHandler(handler)
         root.setLevel(previous[0])
         logger.setLevel(previous[1])
+        waits_logger.setLevel(previous[2])
 
     return undo
 
@@ -952,7 +1131,7 @@ def clamp_warnings(request: GenerationRequest, generation: Generation) -> list[s
 async def _cmd_generate(ctx: _Context) -> int:
     import asyncio
 
-    from .progress import GenerationProgress, StatusLine
+    from .progress import GenerationProgress
 
     args = ctx.args
     request = _generation_request(ctx)
@@ -973,7 +1152,7 @@ async def _cmd_generate(ctx: _Context) -> int:
         ctx.hint(f"follow it with `ftconnect get {generation.id}`")
         return EXIT_OK
 
-    line = StatusLine(sys.stderr)
+    line = ctx.line
     try:
         async with GenerationProgress(
             generation.id, line, status=generation.status.value
@@ -1025,10 +1204,10 @@ async def _save(
 ) -> dict[str, Any]:
     """Download a completed generation's MP3 with progress on stderr; returns what was saved."""
     from .media import DownloadError, download_track
-    from .progress import DownloadProgress, StatusLine
+    from .progress import DownloadProgress
 
     library, template = _destination(library, output)
-    progress = DownloadProgress(StatusLine(sys.stderr))
+    progress = DownloadProgress(ctx.line)
     try:
         result = await download_track(
             generation,
@@ -1146,7 +1325,13 @@ async def _cmd_delete(ctx: _Context) -> int:
 async def _cmd_playlist_add(ctx: _Context) -> int:
     client = await ctx.client()
     playlist_id = await client.resolve_playlist(ctx.args.playlist)
-    return await _bulk(ctx, lambda: client.add_tracks(playlist_id, ctx.args.ids), done_key="added")
+    # As the add_to_playlist action: a track already there is what was asked for.
+    return await _bulk(
+        ctx,
+        lambda: client.add_tracks(playlist_id, ctx.args.ids),
+        done_key="added",
+        already=("alreadyInPlaylist", "already in the playlist"),
+    )
 
 
 async def _cmd_playlist_remove(ctx: _Context) -> int:
@@ -1179,8 +1364,13 @@ async def _bulk(
     *,
     done_key: str,
     id_key: str = "trackId",
+    already: tuple[str, str] | None = None,
 ) -> int:
-    """Run a bulk call and report it: ids done on stdout (or --json), failures on stderr."""
+    """Run a bulk call and report it: ids done on stdout (or --json), failures on stderr.
+
+    `already` = (JSON key, words): items refused because they are already as asked
+    (a track already in the playlist) count as done and are said apart.
+    """
     from .exceptions import FinetuningError
     from .models import BulkResult
 
@@ -1190,30 +1380,48 @@ async def _bulk(
         # A later chunk failed: what earlier chunks did has happened and must be shown.
         partial = err.partial_result
         if isinstance(partial, BulkResult) and partial.succeeded:
-            _report(ctx, partial, done_key=done_key, id_key=id_key)
+            _report(ctx, partial, done_key=done_key, id_key=id_key, already=already)
             ctx.note(f"{len(partial.succeeded)} {done_key} before the error")
         raise
-    _report(ctx, result, done_key=done_key, id_key=id_key)
+    done_already = _report(ctx, result, done_key=done_key, id_key=id_key, already=already)
     total = len(result.succeeded) + len(result.errors)
-    if not result.ok:
+    if not result.succeeded and not done_already:
         ctx.fail(f"nothing {done_key}: all {total} failed")
         return EXIT_ERROR
-    ctx.note(f"{done_key} {len(result.succeeded)} of {total}")
+    there = f" ({len(done_already)} {already[1]})" if already and done_already else ""
+    ctx.note(f"{done_key} {len(result.succeeded)} of {total}{there}")
     return EXIT_OK
 
 
-def _report(ctx: _Context, result: BulkResult, *, done_key: str, id_key: str) -> None:
-    for error in result.errors:
+def _report(
+    ctx: _Context,
+    result: BulkResult,
+    *,
+    done_key: str,
+    id_key: str,
+    already: tuple[str, str] | None = None,
+) -> list[str]:
+    """Print what a bulk call did; returns the ids that were already as asked."""
+    done_already = [e.id for e in result.errors if already and e.reason == ALREADY_IN_PLAYLIST]
+    failures = [e for e in result.errors if e.id not in done_already]
+    for error in failures:
         ctx.warn(f"{error.id}: {error.reason}")
-    if any(error.reason == PRIVATE_INTO_PUBLIC for error in result.errors):
+    if already:
+        for item in done_already:
+            ctx.note(f"{item}: {already[1]}")
+    if any(error.reason == PRIVATE_INTO_PUBLIC for error in failures):
         ctx.hint(PRIVATE_INTO_PUBLIC_HINT)
     if ctx.args.json:
         # The API's own shape, merged over chunks; `errors` always present for scripts.
-        errors = [{id_key: e.id, "error": e.reason} for e in result.errors]
-        _print_json({done_key: result.succeeded, "errors": errors})
+        errors = [{id_key: e.id, "error": e.reason} for e in failures]
+        data: dict[str, Any] = {done_key: result.succeeded, "errors": errors}
+        if already and done_already:
+            data[already[0]] = done_already
+        _print_json(data)
     else:
         for item in result.succeeded:
             print(item)
+    return done_already
 
 
 # -- doctor -------------------------------------------------------------------------------
@@ -1227,21 +1435,18 @@ async def _cmd_doctor(ctx: _Context) -> int:
     from .progress import GREEN, RED, paint
     from .version import __version__
 
-    print(f"version:   ftconnect {__version__} (Python {platform.python_version()})")
-    base_origin = {"flag": "--base-url", "env": "$FINETUNING_BASE_URL"}.get(
-        ctx.base_url_source, "the default"
-    )
-    print(f"base URL:  {ctx.base_url} (from {base_origin})")
-    key_origin = {"flag": "--api-key", "env": "$FINETUNING_API_KEY"}.get(ctx.key_source, "nowhere")
-    print(f"API key:   {redact_key(ctx.api_key)} (source: {ctx.key_source}, {key_origin})")
-
+    args = ctx.args
     results: list[tuple[bool, str, str]] = []
+    if args.file:
+        results.append(_doctor_file(ctx, args.file))
+    endpoint = ctx.endpoint
     key_ok = False
-    if ctx.api_key is None:
-        results.append((False, "API key", "none: pass --api-key or set FINETUNING_API_KEY"))
+    if endpoint.api_key is None:
+        where = f", set finetuning.api_key in {args.file}" if args.file else ""
+        results.append((False, "API key", f"none: pass --api-key{where} or set {KEY_VARIABLE}"))
     else:
         try:
-            check_api_key(ctx.api_key)
+            check_api_key(endpoint.api_key)
         except FinetuningError as err:
             results.append((False, "API key", err.message))
         else:
@@ -1266,15 +1471,64 @@ async def _cmd_doctor(ctx: _Context) -> int:
     else:
         results.append((False, "/v1/me", "not checked: no usable API key"))
 
-    print("checks:")
-    for ok, name, detail in results:
-        mark = paint("ok  ", GREEN, ctx.out_color) if ok else paint("FAIL", RED, ctx.out_color)
-        print(f"  {mark}  {name:<9} {detail}")
     failed = sum(1 for ok, _, _ in results if not ok)
+    if args.json:
+        _print_json(
+            {
+                "version": __version__,
+                "python": platform.python_version(),
+                "file": args.file,
+                "base_url": {
+                    "value": endpoint.base_url,
+                    "source": endpoint.base_url_source,
+                    "origin": endpoint.base_url_origin,
+                },
+                "api_key": {
+                    "value": redact_key(endpoint.api_key) if endpoint.api_key else None,
+                    "source": endpoint.key_source,
+                    "origin": endpoint.key_origin,
+                },
+                "checks": [{"name": n, "ok": ok, "detail": d} for ok, n, d in results],
+                "ok": not failed,
+            }
+        )
+    else:
+        print(f"version:   ftconnect {__version__} (Python {platform.python_version()})")
+        print(f"base URL:  {endpoint.base_url} (from {endpoint.base_url_origin})")
+        print(
+            f"API key:   {redact_key(endpoint.api_key)} "
+            f"(source: {endpoint.key_source}, {endpoint.key_origin})"
+        )
+        print("checks:")
+        for ok, name, detail in results:
+            mark = paint("ok  ", GREEN, ctx.out_color) if ok else paint("FAIL", RED, ctx.out_color)
+            print(f"  {mark}  {name:<9} {detail}")
     if failed:
         ctx.fail(f"{failed} check{'s' if failed > 1 else ''} failed")
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _doctor_file(ctx: _Context, file: str) -> tuple[bool, str, str]:
+    """Load FILE as `run` would; its key and server then count (see resolve_endpoint)."""
+    from pathlib import Path
+
+    from . import runner
+    from .config import ConfigError
+
+    path = Path(file)
+    args = ctx.args
+    if not path.is_file():
+        return False, "config", f"{file}: no such file"
+    try:
+        config, ctx.endpoint = runner.load_file(path, api_key=args.api_key, base_url=args.base_url)
+    except ConfigError as err:
+        ctx.endpoint = runner.lenient_endpoint(path, api_key=args.api_key, base_url=args.base_url)
+        first, more = err.problems[0], len(err.problems) - 1
+        also = f" (and {more} more: `ftconnect check {file}` lists them)" if more else ""
+        return False, "config", f"{first}{also}"
+    count = len(config.automations)
+    return True, "config", f"{file}: {count} automation(s), valid"
 
 
 async def _check_health(ctx: _Context) -> tuple[bool, str, str]:

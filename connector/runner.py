@@ -1,40 +1,61 @@
 """`ftconnect run`, `check` and `schema`: the automations file, from the command line.
 
 `run` starts the runtime for a file and keeps it running until SIGINT or
-SIGTERM, then stops gracefully (no new work; runs in flight finish). With no
-API key configured it starts the embedded sandbox in-process and says so on
-its first line, so the examples work offline.
+SIGTERM, then stops gracefully (no new work; runs in flight finish). Its first
+line says which server and which key it uses and where each came from (one
+precedence for every command: `connector.cli.resolve_endpoint`). With no API
+key anywhere it starts the embedded sandbox in-process and says so, so the
+examples work offline.
+
+`events`, `runs` and `replay` only read the journal: they need the file for its
+`state_dir` alone, and read it even when its secrets cannot be resolved.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import json
+import os
+import re
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
+
+from .cli import KEY_VARIABLE, Endpoint, resolve_endpoint
 from .client import DEFAULT_BASE_URL, FinetuningClient
-from .config import ConfigError, ConnectorConfig, load_config
+from .config import (
+    DEFAULT_STATE_DIR,
+    SECRETS_FILE,
+    ConfigError,
+    ConfigProblem,
+    ConnectorConfig,
+    api_key_problem,
+    load_config,
+)
 from .events import Event
-from .exceptions import FinetuningError, PlaylistNotFoundError
+from .exceptions import FinetuningError
 from .ratelimit import RateBudget
-from .redaction import dumps, scrub_text
-from .registry import Registry, default_registry
+from .redaction import dumps, register_secret, scrub_text
+from .registry import ActionSpec, Registry, default_registry
 from .runtime import RunRecord, Runtime, StepRecord
 from .statelock import StateDirLocked, holder
 from .store import Store, StoreError
-from .templates import Template
 
 if TYPE_CHECKING:
     from .tempolor import TempolorClient
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
+
+SEEDED = "seed"  # the journal's `source` of an event recorded at first start without firing
 
 
 def describe_event(event: Event) -> str:
@@ -125,13 +146,303 @@ def finetuning_client(config: ConnectorConfig, api_key: str, base_url: str) -> F
     )
 
 
+# -- the file, its key and its server -----------------------------------------------------
+
+
+# What an unset `!env` variable of a value the command line replaces reads as, so the
+# rest of the file can load: a well-formed stand-in per field (never used: replaced).
+_STAND_INS = {
+    "finetuning.api_key": "ft_live_" + "0" * 32,
+    "finetuning.base_url": "http://unset.invalid",
+}
+_UNSET_VARIABLE = re.compile(r"environment variable ([A-Za-z_][A-Za-z0-9_]*) is not set")
+
+
+def load_file(
+    path: Path, *, api_key: str | None = None, base_url: str | None = None
+) -> tuple[ConnectorConfig, Endpoint]:
+    """Load and validate FILE and decide its server and key (flag, then file, then env).
+
+    The config returned holds the key and base URL in effect, whatever their source.
+    A `finetuning.api_key: !env NAME` (or `base_url`) whose variable is unset is no
+    problem when the command line gives that value: it would be replaced anyway.
+    Raises ConfigError listing every problem.
+    """
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        replaced = {
+            name
+            for name, flag in (("finetuning.api_key", api_key), ("finetuning.base_url", base_url))
+            if flag and flag.strip()
+        }
+        stand_ins: dict[str, str] = {}
+        remaining: list[ConfigProblem] = []
+        for problem in err.problems:
+            unset = _UNSET_VARIABLE.match(problem.message)
+            if problem.path in replaced and unset:
+                stand_ins[unset.group(1)] = _STAND_INS[problem.path]
+            else:
+                remaining.append(problem)
+        if remaining:
+            if stand_ins:
+                raise ConfigError(remaining) from None
+            raise
+        config = load_config(path, environ={**os.environ, **stand_ins})
+    endpoint = resolve_endpoint(
+        flag_key=api_key,
+        flag_url=base_url,
+        file_key=config.finetuning.api_key,
+        file_url=config.finetuning.base_url,
+        file_name=_file_name(config, path),
+    )
+    if endpoint.api_key and endpoint.key_source != "file":
+        # The file's own key was checked as it loaded; one from the command line or the
+        # environment is checked here, so a malformed one is a clear line, not a traceback.
+        key_problem = api_key_problem(endpoint.api_key)
+        if key_problem is not None:
+            raise ConfigError(
+                [ConfigProblem(_file_name(config, path), None, endpoint.key_origin, key_problem)]
+            )
+    finetuning = replace(config.finetuning, api_key=endpoint.api_key, base_url=endpoint.base_url)
+    return replace(config, finetuning=finetuning), endpoint
+
+
+def _file_name(config: ConnectorConfig | None, path: Path) -> str:
+    return config.source.name if config is not None and config.source else path.name
+
+
+def _http_url_problem(endpoint: Endpoint) -> str | None:
+    """Why the base URL in effect is unusable (a flag or variable is not validated by the
+    file's schema), or None."""
+    parts = urlsplit(endpoint.base_url)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return None
+    return (
+        f"the base URL from {endpoint.base_url_origin} must be an http:// or https:// URL "
+        f"(got {endpoint.base_url!r})"
+    )
+
+
+class _RawFile:
+    """An automations file read as YAML nodes, leniently: what a command needs from it even
+    when the file is invalid or its secrets cannot be read (the journal's folder, the key
+    and server for a lookup, the playlists its actions name, each with its line)."""
+
+    def __init__(self, path: Path, root: Any, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.root = root
+        self.environ = environ
+        self._secrets: dict[Any, Any] | None = None
+
+    @classmethod
+    def read(cls, path: Path, environ: Mapping[str, str] | None = None) -> _RawFile | None:
+        """The file's nodes, or None when it cannot be read or is not YAML."""
+        file = path.expanduser().resolve()
+        try:
+            root = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        return cls(file, root, os.environ if environ is None else environ)
+
+    @staticmethod
+    def get(node: Any, key: str) -> Any:
+        """The value node of `key` in a mapping node (the last, as YAML loads it), or None."""
+        found = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                    found = value_node
+        return found
+
+    def text(self, node: Any) -> str | None:
+        """A scalar's text, `!env` and `!secret` resolved; None when absent or unreadable."""
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        name = str(node.value).strip()
+        if node.tag == "!env":
+            return self.environ.get(name)
+        if node.tag == "!secret":
+            value = self._read_secrets().get(name)
+            if isinstance(value, str):
+                register_secret(value)
+                return value
+            return None
+        if node.tag == "tag:yaml.org,2002:str":
+            return str(node.value)
+        return None
+
+    def _read_secrets(self) -> dict[Any, Any]:
+        if self._secrets is None:
+            try:
+                data = yaml.safe_load((self.path.parent / SECRETS_FILE).read_text("utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                data = None
+            self._secrets = data if isinstance(data, dict) else {}
+        return self._secrets
+
+    def finetuning(self, option: str) -> str | None:
+        """`finetuning.<option>`, resolved, or None."""
+        return self.text(self.get(self.get(self.root, "finetuning"), option))
+
+    def state_dir(self) -> Path | None:
+        """The journal's folder as `run` would use it, or None when it cannot be told."""
+        node = self.get(self.root, "state_dir")
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+            return self.path.parent / DEFAULT_STATE_DIR
+        value = self.text(node)
+        if value is None or not value.strip():
+            return None
+        folder = Path(value).expanduser()
+        return folder if folder.is_absolute() else self.path.parent / folder
+
+    def automations(self) -> Iterator[tuple[int, Any]]:
+        node = self.get(self.root, "automations")
+        if isinstance(node, yaml.SequenceNode):
+            yield from enumerate(node.value)
+
+    def playlist_references(self, registry: Registry) -> list[tuple[int, str, str]]:
+        """(line, path, name or id) of each playlist named as plain text in an enabled
+        action step (a template is only known when it renders)."""
+        found: list[tuple[int, str, str]] = []
+        for index, automation in self.automations():
+            if self._disabled(automation):
+                continue
+            for path, step in self._steps(automation, f"automations[{index}]"):
+                name = self.text(self.get(step, "action"))
+                spec = registry.actions.get(name) if name else None
+                if spec is None or self._disabled(step):
+                    continue
+                for option in playlist_options(spec):
+                    node = self.get(step, option)
+                    value = self.text(node)
+                    if value is None or not value.strip() or "{{" in value or "{%" in value:
+                        continue
+                    found.append((node.start_mark.line + 1, f"{path}.{option}", value.strip()))
+        return found
+
+    def _steps(self, automation: Any, path: str) -> Iterator[tuple[str, Any]]:
+        # `actions:` or its alias `action:`, a list or one step (as the config reads them).
+        key = "actions" if self.get(automation, "actions") is not None else "action"
+        node = self.get(automation, key)
+        if isinstance(node, yaml.SequenceNode):
+            for index, step in enumerate(node.value):
+                yield f"{path}.{key}[{index}]", step
+        elif isinstance(node, yaml.MappingNode):
+            yield f"{path}.{key}", node
+
+    def _disabled(self, node: Any) -> bool:
+        flag = self.get(node, "enabled")
+        return isinstance(flag, yaml.ScalarNode) and str(flag.value).lower() in ("false", "no")
+
+    def endpoint(self, api_key: str | None, base_url: str | None) -> Endpoint:
+        """The endpoint as `load_file` decides it, from what can be read of the file."""
+        file_key = self.finetuning("api_key")
+        register_secret(file_key)  # kept out of everything written, as load_config does
+        return resolve_endpoint(
+            flag_key=api_key,
+            flag_url=base_url,
+            file_key=file_key,
+            file_url=self.finetuning("base_url"),
+            file_name=self.path.name,
+        )
+
+    def automation_count(self) -> int:
+        return sum(1 for _ in self.automations())
+
+
+def lenient_endpoint(
+    path: Path, *, api_key: str | None = None, base_url: str | None = None
+) -> Endpoint:
+    """The endpoint `load_file` would decide, from what can be read of a file that does
+    not load (the same precedence; an unreadable file counts as saying nothing)."""
+    raw = _RawFile.read(path)
+    if raw is None:
+        return resolve_endpoint(flag_key=api_key, flag_url=base_url, file_name=path.name)
+    return raw.endpoint(api_key, base_url)
+
+
+def playlist_options(spec: ActionSpec) -> list[str]:
+    """The options of an action that name a playlist (declared with actions' PLAYLIST)."""
+    from actions._common import PLAYLIST
+
+    names: list[str] = []
+    for marker, validator in spec.schema.schema.items():
+        name = getattr(marker, "schema", marker)
+        if validator is PLAYLIST and isinstance(name, str):
+            names.append(name)
+    return names
+
+
+async def missing_playlists(
+    client: FinetuningClient, references: list[tuple[int, str, str]], file_name: str
+) -> list[ConfigProblem]:
+    """The references no playlist of the account answers to, each with a did-you-mean;
+    one request for the list (plus one per id that is not one of the account's)."""
+    from .exceptions import NotFoundError
+
+    if not references:
+        return []
+    playlists = await client.list_playlists()
+    ids = {p.id.casefold() for p in playlists}
+    names = [p.name for p in playlists]
+    problems: list[ConfigProblem] = []
+    for line, path, reference in references:
+        wanted = reference.casefold()
+        if wanted in ids:
+            continue
+        same = [p for p in playlists if p.name.casefold() == wanted]
+        if len(same) > 1:
+            listing = ", ".join(f"{p.id} ({p.name!r})" for p in same)
+            message = f"{len(same)} playlists are named {reference!r}; use an id: {listing}"
+            problems.append(ConfigProblem(file_name, line, path, message))
+            continue
+        if same:
+            continue
+        if _looks_like_id(reference):
+            try:
+                await client.get_playlist(reference)
+            except NotFoundError:
+                pass
+            else:
+                continue  # someone's public playlist, found by id
+            message = f"no playlist has the id {reference!r}"
+        else:
+            message = f"no playlist is named {reference!r}"
+        problems.append(
+            ConfigProblem(file_name, line, path, message + _did_you_mean(reference, names))
+        )
+    return problems
+
+
+def _looks_like_id(reference: str) -> bool:
+    from .client import _looks_like_id as looks_like_id
+
+    return bool(looks_like_id(reference))
+
+
+def _did_you_mean(reference: str, names: list[str]) -> str:
+    """' (did you mean 'Focus Beats'?)', else the names there are."""
+    folded = {name.casefold(): name for name in names}
+    close = difflib.get_close_matches(reference.casefold(), list(folded), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {folded[close[0]]!r}?)"
+    if not names:
+        return " (the account has no playlists; they are created in the web app)"
+    return f" (your playlists: {', '.join(repr(n) for n in names)})"
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
 @contextlib.asynccontextmanager
 async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[Connections]:
     """The configured client and journal, or the embedded sandbox's when no key is set.
 
-    The embedded sandbox starts empty every time, so its journal is a fresh
-    temporary one too: a journal kept from an earlier sandbox would describe
-    generations that no longer exist.
+    `config` holds the key and server in effect (see `load_file`). The embedded
+    sandbox starts empty every time, so its journal is a fresh temporary one too:
+    a journal kept from an earlier sandbox would describe generations that no
+    longer exist.
     """
     api_key = config.finetuning.api_key
     if api_key:
@@ -165,16 +476,50 @@ async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[Con
                 yield Connections(client, store, tempolor_client)
 
 
-async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdout) -> int:
-    """`ftconnect run FILE`."""
+def _no_key_anywhere(file_name: str) -> str:
+    return f"no API key from --api-key, finetuning.api_key in {file_name} or ${KEY_VARIABLE}"
+
+
+async def run_file(
+    path: Path,
+    *,
+    backfill: bool = False,
+    out: TextIO = sys.stdout,
+    api_key: str | None = None,
+    base_url: str | None = None,
+) -> int:
+    """`ftconnect run FILE`; `api_key` and `base_url` are the command line's."""
     try:
-        config = load_config(path)
+        config, endpoint = load_file(path, api_key=api_key, base_url=base_url)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return EXIT_INVALID
+    name = _file_name(config, path)
+    if endpoint.api_key is None and endpoint.base_url_source != "default":
+        # A server was named for this run: the sandbox would silently not be it.
+        print(
+            f"ftconnect: error: a server is named ({endpoint.base_url} from "
+            f"{endpoint.base_url_origin}) but there is {_no_key_anywhere(name)}; give a key, "
+            "or name no server to run on the embedded sandbox",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    if endpoint.api_key is not None:
+        trouble = _http_url_problem(endpoint)
+        if trouble:
+            print(f"ftconnect: error: {trouble}", file=sys.stderr)
+            return EXIT_INVALID
+        print(endpoint.describe(), file=out, flush=True)
+        if config.tempolor is not None:
+            print(_tempolor_line(config, name), file=out, flush=True)
+    else:
+        print(
+            f"ftconnect: warning: {_no_key_anywhere(name)}: running on the embedded "
+            "sandbox (nothing reaches Finetuning.ai or TemPolor)",
+            file=sys.stderr,
+            flush=True,
+        )
     if backfill:
-        from dataclasses import replace
-
         config = replace(config, poll=replace(config.poll, backfill=True))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -191,6 +536,18 @@ async def run_file(path: Path, *, backfill: bool = False, out: TextIO = sys.stdo
         return await _run(config, stop, out)
     finally:
         quiet()
+
+
+def _tempolor_line(config: ConnectorConfig, file_name: str) -> str:
+    from .tempolor import DEFAULT_BASE_URL as TEMPOLOR_URL
+
+    assert config.tempolor is not None
+    settings = config.tempolor
+    where = f"tempolor.base_url in {file_name}" if settings.base_url else "the default"
+    url = settings.base_url or TEMPOLOR_URL
+    if not settings.api_key:
+        return f"TemPolor: off (no tempolor.api_token in {file_name})"
+    return f"TemPolor: {url} (from {where}); token: … (from tempolor.api_token in {file_name})"
 
 
 async def _run(config: ConnectorConfig, stop: asyncio.Event, out: TextIO) -> int:
@@ -226,24 +583,20 @@ async def _run(config: ConnectorConfig, stop: asyncio.Event, out: TextIO) -> int
         # A signal while starting (the first poll waiting on an unreachable API or a
         # rate limit) stops the start too, instead of being noticed only after it.
         starting = asyncio.create_task(runtime.start())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not starting.done():
+        if not await _unless_stopped(starting, stop):
             print(
                 "Stopping while starting (runs in flight resume at the next start).",
                 file=out,
                 flush=True,
             )
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting  # start() stops what it had started before it re-raises
             return EXIT_OK
         try:
             starting.result()
         except (FinetuningError, StoreError, StateDirLocked) as err:
             print(f"ftconnect: cannot start: {err}", file=sys.stderr)
             return EXIT_ERROR
+        checking = asyncio.create_task(_warn_missing_playlists(config, connections.finetuning))
+        await _unless_stopped(checking, stop)
         enabled = [a.id for a in config.automations if a.enabled]
         print(f"Running {len(enabled)} automation(s): {', '.join(enabled)}", file=out, flush=True)
         await stop.wait()
@@ -252,48 +605,121 @@ async def _run(config: ConnectorConfig, stop: asyncio.Event, out: TextIO) -> int
     return EXIT_OK
 
 
-async def check_file(path: Path, *, offline: bool = False, out: TextIO = sys.stdout) -> int:
-    """`ftconnect check FILE`: schemas, templates, duplicate ids and referenced playlists."""
+async def _unless_stopped(task: asyncio.Task[Any], stop: asyncio.Event) -> bool:
+    """Wait for `task` or `stop`, whichever comes first; False (task cancelled) on stop."""
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task  # start() stops what it had started before it re-raises
+    return False
+
+
+async def _warn_missing_playlists(config: ConnectorConfig, client: FinetuningClient) -> None:
+    """A warning per playlist an action names that the account does not have. `run` goes
+    on: the playlist may be created later, and until then only those steps fail."""
+    raw = _RawFile.read(config.source) if config.source else None
+    if raw is None:
+        return
+    references = raw.playlist_references(default_registry())
     try:
-        config = load_config(path)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return EXIT_INVALID
-    problems: list[str] = []
-    if not offline and config.finetuning.api_key:
-        problems = await _check_playlists(config)
+        problems = await missing_playlists(client, references, raw.path.name)
+    except FinetuningError as err:
+        print(f"ftconnect: warning: playlists not checked: {err}", file=sys.stderr, flush=True)
+        return
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(
+            f"ftconnect: warning: {problem}; steps naming it fail until it exists",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+async def check_file(
+    path: Path,
+    *,
+    offline: bool = False,
+    out: TextIO = sys.stdout,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    as_json: bool = False,
+) -> int:
+    """`ftconnect check FILE`: schemas, templates, duplicate ids and, online (a key found
+    anywhere, not --offline), the playlists actions name: every problem in one pass."""
+    config: ConnectorConfig | None = None
+    problems: list[ConfigProblem] = []
+    raw = _RawFile.read(path)
+    try:
+        config, endpoint = load_file(path, api_key=api_key, base_url=base_url)
+    except ConfigError as err:
+        problems = list(err.problems)
+        endpoint = lenient_endpoint(path, api_key=api_key, base_url=base_url)
+    name = _file_name(config, path)
+    checked, reason, failure = False, None, None
+    if offline:
+        reason = "--offline"
+    elif endpoint.api_key is None:
+        reason = _no_key_anywhere(name)
+    elif raw is None:
+        reason = "the file is not readable YAML"
+    elif (trouble := _http_url_problem(endpoint)) is not None:
+        reason = failure = f"({trouble})"
+    elif api_key_problem(endpoint.api_key) is not None:
+        reason = "the API key is malformed (reported above)"
+    else:
+        references = raw.playlist_references(default_registry())
+        try:
+            async with FinetuningClient(
+                endpoint.api_key, base_url=endpoint.base_url, max_retries=1
+            ) as client:
+                problems += await missing_playlists(client, references, raw.path.name)
+            checked = True
+        except FinetuningError as err:
+            reason = failure = (
+                f"on {endpoint.base_url} (from {endpoint.base_url_origin}, key from "
+                f"{endpoint.key_origin}): {err}"
+            )
+    problems.sort(key=lambda p: (p.file != name, p.line or 0))
+    count = (
+        len(config.automations)
+        if config is not None
+        else (raw.automation_count() if raw is not None else None)
+    )
+    if as_json:
+        document = {
+            "file": str(path),
+            "valid": not problems,
+            "automations": count,
+            "problems": [
+                {"file": p.file, "line": p.line, "path": p.path, "message": p.message}
+                for p in problems
+            ],
+            "playlists": {"checked": checked, "reason": reason},
+        }
+        print(dumps(document, indent=2), file=out)
+    else:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if reason is not None and failure is None and not offline and raw is not None:
+            print(f"ftconnect: note: playlists not looked up: {reason}", file=sys.stderr)
+    if failure is not None:
+        print(
+            f"ftconnect: error: playlists not checked {failure}; --offline skips this check",
+            file=sys.stderr,
+        )
     if problems:
         return EXIT_INVALID
-    count = len(config.automations)
-    print(f"{path}: {count} automation(s), all valid", file=out)
+    if failure is not None:
+        return EXIT_ERROR
+    if not as_json:
+        print(f"{path}: {count} automation(s), all valid", file=out)
     return EXIT_OK
-
-
-async def _check_playlists(config: ConnectorConfig) -> list[str]:
-    assert config.finetuning.api_key is not None
-    problems: list[str] = []
-    base_url = config.finetuning.base_url or DEFAULT_BASE_URL
-    async with FinetuningClient(config.finetuning.api_key, base_url=base_url) as client:
-        for automation in config.automations:
-            for step in automation.actions:
-                for option in ("playlist", "from", "to"):
-                    reference = step.options.get(option)
-                    if not isinstance(reference, str) or isinstance(reference, Template):
-                        continue
-                    try:
-                        await client.resolve_playlist(reference)
-                    except PlaylistNotFoundError as err:
-                        problems.append(f"{_where(config, step.line)}: {step.path}.{option}: {err}")
-                    except FinetuningError as err:
-                        problems.append(f"{_where(config, step.line)}: {step.path}.{option}: {err}")
-    return problems
-
-
-def _where(config: ConnectorConfig, line: int | None) -> str:
-    name = config.source.name if config.source else "automations.yaml"
-    return f"{name}, line {line}" if line else name
 
 
 def schema_document(registry: Registry | None = None) -> str:
@@ -303,13 +729,28 @@ def schema_document(registry: Registry | None = None) -> str:
     return json.dumps(registry_document(registry or default_registry()), indent=2)
 
 
+# -- the journal --------------------------------------------------------------------------
+
+
 def state_dir_for(file: str | None, state_dir: str | None) -> Path:
-    """The journal's folder: --state-dir, else the file's `state_dir`, else ./.ftconnect."""
+    """The journal's folder: --state-dir, else the file's `state_dir`, else ./.ftconnect.
+
+    Reading the journal needs nothing else from the file: when it does not load (a
+    secret that cannot be resolved here, a problem elsewhere in it), its `state_dir`
+    is read alone. Raises ConfigError when even that cannot be told.
+    """
     if state_dir:
         return Path(state_dir)
-    if file:
+    if not file:
+        return Path(DEFAULT_STATE_DIR)
+    try:
         return load_config(Path(file)).state_dir
-    return Path(".ftconnect")
+    except ConfigError:
+        raw = _RawFile.read(Path(file))
+        found = raw.state_dir() if raw is not None else None
+        if found is None:
+            raise
+        return found
 
 
 def _no_journal(state: Path) -> bool:
@@ -332,7 +773,15 @@ def show_events(state: Path, *, limit: int, kind: str | None, as_json: bool) -> 
     for row in rows:
         generation = row.generation or {}
         what = generation.get("title") or generation.get("prompt") or dumps(row.data)
-        print(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.kind:<18} {row.key}  {what}")
+        # Seeded: found at first start and recorded without firing (poll.backfill: false).
+        fired = "seeded" if row.source == SEEDED else "fired"
+        print(f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.kind:<18} {fired:<6}  {row.key}  {what}")
+    if any(row.source == SEEDED for row in rows):
+        print(
+            "seeded: already there at the first start, recorded without firing "
+            "(poll.backfill: true, or `run --backfill`, fires for them)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -66,3 +66,49 @@ automations:
     assert code == 0, output
     assert "Stopping while starting" in output
     assert holder(state) is None
+
+
+async def test_the_daemon_says_what_it_waits_for(tmp_path: Path) -> None:
+    """A wait over 2 s (here, retrying an API that does not answer) is an INFO line."""
+    state = tmp_path / "state"
+    config = tmp_path / "a.yaml"
+    config.write_text(
+        f"""
+finetuning:
+  api_key: ft_live_0123456789abcdef0123456789abcdef
+  base_url: http://127.0.0.1:9
+state_dir: {state}
+automations:
+  - id: a
+    triggers: [{{trigger: track_completed}}]
+    actions:
+      - action: add_to_playlist
+        playlist: X
+        tracks: "{{{{ trigger.generation.id }}}}"
+""",
+        encoding="utf-8",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "connector.cli",
+        "run",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    said = ""
+    try:
+        async with asyncio.timeout(30):
+            while "waiting" not in said:
+                line = await process.stderr.readline()
+                if not line:
+                    break
+                said = line.decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+    assert "waiting" in said
+    assert "to retry GET /v1/generations" in said
+    assert "http://127.0.0.1:9" in said
