@@ -68,9 +68,7 @@ async def test_a_failed_generation_fails_the_step_with_the_providers_reason(
     assert "continue_on_error" in run.error
 
 
-async def test_continue_on_error_lets_the_run_go_on(
-    sandbox: SandboxHandle, tmp_path: Path
-) -> None:
+async def test_continue_on_error_lets_the_run_go_on(sandbox: SandboxHandle, tmp_path: Path) -> None:
     run = await _run(sandbox, tmp_path, "        continue_on_error: true")
     assert run.steps[0].status == "succeeded"
     assert run.steps[0].output is not None
