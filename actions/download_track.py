@@ -75,7 +75,10 @@ def check(options: Mapping[str, Any]) -> None:
     """A library folder that does not exist is refused before anything runs."""
     library = options.get("library")
     if isinstance(library, str) and not os.path.isdir(os.path.expanduser(library)):
-        raise vol.Invalid(f"library folder {library!r} does not exist (create it or mount it)")
+        raise vol.Invalid(
+            f"library folder {library!r} does not exist (create it or mount it; a relative "
+            "folder is relative to the automations file)"
+        )
 
 
 async def _generation(
@@ -181,6 +184,7 @@ ACTION = ActionSpec(
     example={"action": "download_track", "library": "/srv/music", "album": "Focus Beats"},
     run=run,
     check=check,
+    paths=("library",),
     providers=frozenset({"finetuning", "tempolor"}),
     output_example={"path": "/srv/music/Finetuning/Focus Beats/Lofi Chill Piano.mp3"},
 )

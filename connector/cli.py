@@ -775,9 +775,10 @@ class Endpoint:
     def describe(self) -> str:
         """`Server: URL (from --base-url); key: ft_live_… (from $FINETUNING_API_KEY)`."""
         from .client import redact_key
+        from .redaction import strip_url_secrets
 
         return (
-            f"Server: {self.base_url} (from {self.base_url_origin}); "
+            f"Server: {strip_url_secrets(self.base_url)} (from {self.base_url_origin}); "
             f"key: {redact_key(self.api_key)} (from {self.key_origin})"
         )
 
@@ -814,7 +815,19 @@ def resolve_endpoint(
         (file_url, "file", f"finetuning.base_url{where}"),
         (env.get(BASE_URL_VARIABLE), "env", f"${BASE_URL_VARIABLE}"),
     ) or (DEFAULT_BASE_URL, "default", "the default")
+    _register_url_password(url)
     return Endpoint(key, key_source, key_origin, url, url_source, url_origin)
+
+
+def _register_url_password(url: str) -> None:
+    """A password in the base URL (`https://user:pw@host`) is a secret like the key."""
+    import contextlib
+    from urllib.parse import urlsplit
+
+    from .redaction import register_secret
+
+    with contextlib.suppress(ValueError):  # not a URL: refused elsewhere, clearly
+        register_secret(urlsplit(url).password)
 
 
 def _first(*candidates: tuple[str | None, str, str]) -> tuple[str, str, str] | None:
@@ -934,6 +947,13 @@ def _trace_config(api_key: str | None) -> Any:
     return trace
 
 
+def _generation_json(generation: Any) -> dict[str, Any]:
+    """A generation as every --json shows it: the wire form plus `provider`."""
+    from .events import generation_dict
+
+    return generation_dict(generation)
+
+
 def _print_json(value: Any) -> None:
     from .redaction import dumps
 
@@ -966,7 +986,9 @@ async def _cmd_list(ctx: _Context) -> int:
         limit=args.limit, offset=args.offset, status=args.status, type=args.type
     )
     if args.json:
-        _print_json(page.to_wire())
+        _print_json(
+            {**page.to_wire(), "generations": [_generation_json(g) for g in page.generations]}
+        )
     else:
         for generation in page.generations:
             length = _seconds(generation.duration)
@@ -984,7 +1006,7 @@ async def _cmd_get(ctx: _Context) -> int:
     client = await ctx.client()
     generation = await client.get_generation(ctx.args.id)
     if ctx.args.json:
-        _print_json(generation.to_wire())
+        _print_json(_generation_json(generation))
     else:
         _print_generation(generation)
     return EXIT_OK
@@ -1146,7 +1168,7 @@ async def _cmd_generate(ctx: _Context) -> int:
         ctx.warn(warning)
     if args.no_wait or args.webhook:
         if args.json:
-            _print_json(generation.to_wire())
+            _print_json(_generation_json(generation))
         else:
             _print_generation(generation)
         ctx.hint(f"follow it with `ftconnect get {generation.id}`")
@@ -1175,7 +1197,7 @@ async def _cmd_generate(ctx: _Context) -> int:
 
     if finished.status.value == "failed":
         if args.json:
-            _print_json(finished.to_wire())
+            _print_json(_generation_json(finished))
         raise CliError(
             f"generation {finished.id} failed: {finished.error_message or 'no reason given'}"
         )
@@ -1187,7 +1209,7 @@ async def _cmd_generate(ctx: _Context) -> int:
             ctx.hint(f"the track is done; fetch it later with `ftconnect download {finished.id}`")
             raise
     if args.json:
-        data = finished.to_wire()
+        data = _generation_json(finished)
         if saved is not None:
             data["download"] = saved
         _print_json(data)
@@ -1494,7 +1516,10 @@ async def _cmd_doctor(ctx: _Context) -> int:
         )
     else:
         print(f"version:   ftconnect {__version__} (Python {platform.python_version()})")
-        print(f"base URL:  {endpoint.base_url} (from {endpoint.base_url_origin})")
+        from .redaction import strip_url_secrets
+
+        shown = strip_url_secrets(endpoint.base_url)
+        print(f"base URL:  {shown} (from {endpoint.base_url_origin})")
         print(
             f"API key:   {redact_key(endpoint.api_key)} "
             f"(source: {endpoint.key_source}, {endpoint.key_origin})"

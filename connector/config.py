@@ -1189,6 +1189,11 @@ class _Validator:
             return None
         if not provider_reported:
             self.provider_after(spec, validated, raw, path, line)
+        for name in getattr(spec, "paths", ()):
+            value = validated.get(name)
+            if isinstance(value, str) and not isinstance(value, Template):
+                where = Path(value).expanduser()
+                validated[name] = str(where if where.is_absolute() else self.base_dir / where)
         self.load_check(spec, validated, raw, path, line)
         if len(self.problems.items) > before:
             return None
@@ -1345,6 +1350,22 @@ def _http_url(value: Any) -> str:
         if parts.scheme in ("http", "https") and parts.hostname:
             return value
     raise vol.Invalid(f"must be an http:// or https:// URL (got {_shown(value)})")
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@_exported({"type": "string", "x-allowed": "an https:// URL (http:// on loopback only)"})
+def _public_url(value: Any) -> str:
+    url = _http_url(value)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        # The service refuses plain http webhooks: every generate would fail at run time.
+        raise vol.Invalid(
+            f"must be an https:// URL: the service only calls public https webhooks "
+            f"(got {_shown(value)}; http:// is accepted on loopback, for the sandbox)"
+        )
+    return url
 
 
 @_exported({"type": "string", "x-allowed": '"host:port", port 1 to 65535'})
@@ -1560,7 +1581,7 @@ _WEBHOOK = vol.Schema(
             default=None,
             description="the URL providers are told to call (they only call public https "
             "URLs); unset: they are not told of the listener, and the poller does the work",
-        ): _optional(_http_url),
+        ): _optional(_public_url),
         vol.Optional(
             "token",
             default=None,

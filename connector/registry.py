@@ -89,6 +89,9 @@ class ActionSpec:
     destructive: bool = False
     check: LoadCheck | None = None
     output_example: Mapping[str, Any] = field(default_factory=dict)
+    # Options naming a folder or file: a relative one is relative to the automations
+    # file's folder (as state_dir is), not to wherever the command was started.
+    paths: tuple[str, ...] = ()
 
 
 @dataclass

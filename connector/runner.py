@@ -46,7 +46,7 @@ from .exceptions import FinetuningError
 from .ratelimit import RateBudget
 from .redaction import dumps, register_secret, scrub_text
 from .registry import ActionSpec, Registry, default_registry
-from .runtime import RunRecord, Runtime, StepRecord
+from .runtime import ListenerStartError, RunRecord, Runtime, StepRecord
 from .statelock import StateDirLocked, holder
 from .store import Store, StoreError
 
@@ -592,7 +592,7 @@ async def _run(config: ConnectorConfig, stop: asyncio.Event, out: TextIO) -> int
             return EXIT_OK
         try:
             starting.result()
-        except (FinetuningError, StoreError, StateDirLocked) as err:
+        except (FinetuningError, StoreError, StateDirLocked, ListenerStartError) as err:
             print(f"ftconnect: cannot start: {err}", file=sys.stderr)
             return EXIT_ERROR
         checking = asyncio.create_task(_warn_missing_playlists(config, connections.finetuning))
@@ -678,6 +678,9 @@ async def check_file(
             async with FinetuningClient(
                 endpoint.api_key, base_url=endpoint.base_url, max_retries=1
             ) as client:
+                # The key and the server, checked even when no action names a playlist:
+                # a revoked key or a dead server is what `run` would trip on first.
+                await client.get_account()
                 problems += await missing_playlists(client, references, raw.path.name)
             checked = True
         except FinetuningError as err:
@@ -802,7 +805,8 @@ def show_runs(
         status = row.status
         if status == "running" and daemon is None:
             # Nothing runs it now: say when it will, rather than "running".
-            status = "queued (runs at the next start of `ftconnect run`)"
+            # `running` as --status names it, and what that means with no daemon.
+            status = "running (queued: no daemon runs it; it starts with `ftconnect run`)"
         print(f"{started}  {row.run_id}  {row.automation_id:<24} {status}")
         for step in row.steps:
             detail = step.error or ""

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import voluptuous as vol
+from pydantic.alias_generators import to_camel
 
 from .client import FinetuningClient
 from .config import AutomationConfig, ConnectorConfig, StepConfig
@@ -61,6 +62,10 @@ JOURNAL_RETRY_MAX = 5.0
 JOURNAL_LOG_EVERY = 60.0
 T = TypeVar("T")
 WEBHOOK_TOKEN = "webhook_token"
+
+
+class ListenerStartError(RuntimeError):
+    """The webhook listener cannot listen where `webhook.listen` says."""
 
 
 @dataclass
@@ -355,7 +360,14 @@ class Runtime:
             max_connections=webhook.max_connections,
             header_timeout=webhook.header_timeout,
         )
-        await self.listener.start()
+        try:
+            await self.listener.start()
+        except OSError as err:  # the port is taken, the host does not resolve, no permission
+            self.listener = None
+            reason = err.strerror or str(err) or type(err).__name__
+            raise ListenerStartError(
+                f"webhook.listen {webhook.host}:{webhook.port}: cannot listen there ({reason})"
+            ) from err
 
     def health(self) -> dict[str, Any]:
         """For /healthz: "degraded" while the journal fails, the age of the last poll."""
@@ -682,7 +694,7 @@ class Runtime:
                     return
         for index, step in enumerate(automation.actions):
             if index in done:
-                steps[step.id] = done[index]
+                steps[step.id] = _template_view(done[index])
                 continue
             attempt = await self.journal(
                 "start a step", self.store.step_started, run.run_id, index, step.id, step.action
@@ -723,7 +735,7 @@ class Runtime:
                 "succeeded",
                 output=output,
             )
-            steps[step.id] = dict(output)
+            steps[step.id] = _template_view(dict(output))
             self._step_done(run, record)
         run.status = "succeeded"
 
@@ -788,6 +800,27 @@ async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             _LOGGER.error("trigger source %s ended with an error", task.get_name())
+
+
+class _Fields(dict[str, Any]):
+    """A step's output as templates see it: a generation in it is the API's wire form
+    (camelCase), and its fields answer to the snake_case names `trigger.generation`
+    uses too (`steps.make.generation.audio_url` as well as `.audioUrl`)."""
+
+    def __missing__(self, key: object) -> Any:
+        if isinstance(key, str) and "_" in key:
+            camel = to_camel(key)
+            if camel != key and camel in self:
+                return self[camel]
+        raise KeyError(key)
+
+
+def _template_view(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _Fields({key: _template_view(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [_template_view(item) for item in value]
+    return value
 
 
 def _notify(listeners: list[Callable[..., None]], *args: Any) -> None:

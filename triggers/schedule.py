@@ -24,7 +24,9 @@ def _cron(value: Any) -> str:
     if not isinstance(value, str):
         raise vol.Invalid(f"expected a cron expression like '30 7 * * *' (got {value!r})")
     try:
-        CronExpression.parse(value)
+        # Parsed, and asked for its next time once: "0 7 31 2 *" parses but never fires,
+        # which `check` must say rather than the daemon at start.
+        CronExpression.parse(value).next_after(datetime.now(UTC))
     except CronError as err:
         raise vol.Invalid(str(err)) from None
     return value

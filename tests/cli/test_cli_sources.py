@@ -416,9 +416,11 @@ async def test_check_reports_missing_playlists_with_the_other_problems(
         "'generate' (did you mean 'duration'?)"
     )
     assert len(lines) == 3
-    # One list request: names are matched locally, not one lookup per reference.
+    # The key checked once, then one list request: names are matched locally, not one
+    # lookup per reference.
     assert [r.path for r in sandbox.sandbox.requests if r.path.startswith("/v1/")] == [
-        "/v1/playlists"
+        "/v1/me",
+        "/v1/playlists",
     ]
 
 
@@ -604,3 +606,31 @@ async def test_playlist_add_of_a_track_already_there_succeeds(sandbox: SandboxHa
     mixed = await ftconnect(*flags, "playlist", "add", "Focus Beats", there, "not-a-track")
     assert mixed.code == 0
     assert "not-a-track:" in mixed.err
+
+
+async def test_check_tries_the_key_even_when_no_action_names_a_playlist(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    config = tmp_path / "a.yaml"
+    config.write_text(
+        "automations:\n  - id: a\n    triggers: [{trigger: track_completed}]\n"
+        "    actions:\n      - action: generate\n        tags: lofi\n",
+        encoding="utf-8",
+    )
+    revoked = "ft_live_" + "0" * 32
+    env = _environment(FINETUNING_API_KEY=revoked, FINETUNING_BASE_URL=sandbox.url)
+    done = await ftconnect("check", str(config), env=env)
+    assert done.code == 1, done.err
+    assert "INVALID_API_KEY" in done.err
+    assert revoked not in done.err + done.out
+
+
+async def test_get_and_list_json_carry_the_provider(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    env = _environment(FINETUNING_API_KEY=sandbox.api_key, FINETUNING_BASE_URL=sandbox.url)
+    listed = await ftconnect("list", "--json", env=env)
+    assert listed.code == 0, listed.err
+    generations = json.loads(listed.out)["generations"]
+    assert generations
+    assert {g["provider"] for g in generations} == {"finetuning"}
+    got = await ftconnect("get", generations[0]["id"], "--json", env=env)
+    assert json.loads(got.out)["provider"] == "finetuning"

@@ -66,3 +66,13 @@ def test_is_template_detects_expressions_and_statements() -> None:
 
 def test_variables_lists_the_names_read() -> None:
     assert Template("{{ trigger.id }} {{ steps.a.id }}").variables == {"trigger", "steps"}
+
+
+def test_step_outputs_answer_to_snake_case_names_like_the_trigger() -> None:
+    from connector.runtime import _template_view
+    from connector.templates import Template
+
+    steps = {"make": _template_view({"id": "g1", "generation": {"errorMessage": "boom"}})}
+    assert Template("{{ steps.make.generation.error_message }}").render({"steps": steps}) == "boom"
+    assert Template("{{ steps.make.generation.errorMessage }}").render({"steps": steps}) == "boom"
+    assert Template("{{ steps.make.generation.get('nope', 'x') }}").render({"steps": steps}) == "x"
