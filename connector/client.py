@@ -69,6 +69,7 @@ from .ratelimit import (
     WaitCallback,
     announced_sleep,
     describe_wait,
+    said_if_slow,
     waits_reported_to,
 )
 from .redaction import register_secret
@@ -335,29 +336,36 @@ class FinetuningClient(SessionOwner):
         released = False
         self.requests_sent += 1
         try:
-            async with asyncio.timeout(self.request_timeout):
-                async with session.request(
+            async with (
+                said_if_slow(
+                    f"for an answer from {_origin(url)} to {method} {url.path}",
+                    self.request_timeout,
+                    self.on_wait,
+                ),
+                asyncio.timeout(self.request_timeout),
+                session.request(
                     method,
                     url,
                     params=params,
                     json=body,
                     headers=headers,
                     timeout=_client_timeout(self.connect_timeout),
-                ) as response:
-                    raw = await response.read()
-                    budget.release()
-                    released = True
-                    status = response.status
-                    retry_after_header = response.headers.get("Retry-After")
-                    remaining = _int_header(response.headers, "X-RateLimit-Remaining")
-                    if status == 429 and retry_after_header is not None:
-                        # Retry-After says exactly when to resume; phantom slots
-                        # would hold the budget for a whole window instead.
-                        remaining = None
-                    budget.observe(
-                        _int_header(response.headers, "X-RateLimit-Limit"), remaining, used_at_send
-                    )
-                    content_type = response.content_type
+                ) as response,
+            ):
+                raw = await response.read()
+                budget.release()
+                released = True
+                status = response.status
+                retry_after_header = response.headers.get("Retry-After")
+                remaining = _int_header(response.headers, "X-RateLimit-Remaining")
+                if status == 429 and retry_after_header is not None:
+                    # Retry-After says exactly when to resume; phantom slots
+                    # would hold the budget for a whole window instead.
+                    remaining = None
+                budget.observe(
+                    _int_header(response.headers, "X-RateLimit-Limit"), remaining, used_at_send
+                )
+                content_type = response.content_type
         except aiohttp.ConnectionTimeoutError as err:
             raise _NotSent(_connect_timed_out(url, self.connect_timeout)) from err
         except TimeoutError as err:

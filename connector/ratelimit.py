@@ -91,6 +91,27 @@ def end_wait(done: WaitDone | None) -> None:
         WAIT_LOGGER.debug("the end of an on_wait callback failed", exc_info=True)
 
 
+@asynccontextmanager
+async def said_if_slow(
+    reason: str, limit: float, on_wait: WaitCallback | None
+) -> AsyncIterator[None]:
+    """Around a wait whose end is not known in advance (an answer from a server): said
+    once it has lasted `ANNOUNCE_AFTER` seconds, with the time left until `limit`."""
+    loop = asyncio.get_running_loop()
+    done: list[WaitDone | None] = []
+
+    def announce() -> None:
+        done.append(announce_wait(reason, max(0.0, limit - ANNOUNCE_AFTER), on_wait))
+
+    timer = loop.call_later(ANNOUNCE_AFTER, announce)
+    try:
+        yield
+    finally:
+        timer.cancel()
+        for item in done:
+            end_wait(item)
+
+
 async def announced_sleep(
     sleep: Sleep,
     seconds: float,

@@ -64,7 +64,7 @@ from .exceptions import (
     UnexpectedResponseError,
     ValidationError,
 )
-from .ratelimit import Clock, Sleep, WaitCallback
+from .ratelimit import Clock, Sleep, WaitCallback, said_if_slow
 from .redaction import register_secret
 from .tempolor_models import (
     FILE_FORMATS,
@@ -268,19 +268,26 @@ class TempolorClient(SessionOwner):
         }
         self.requests_sent += 1
         try:
-            async with asyncio.timeout(self.request_timeout):
-                async with session.request(
+            async with (
+                said_if_slow(
+                    f"for an answer from {_origin(url)} to {method} {url.path}",
+                    self.request_timeout,
+                    self.on_wait,
+                ),
+                asyncio.timeout(self.request_timeout),
+                session.request(
                     method,
                     url,
                     params=params,
                     json=body,
                     headers=headers,
                     timeout=_client_timeout(self.connect_timeout),
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
-                    retry_after_header = response.headers.get("Retry-After")
-                    content_type = response.content_type
+                ) as response,
+            ):
+                raw = await response.read()
+                status = response.status
+                retry_after_header = response.headers.get("Retry-After")
+                content_type = response.content_type
         except aiohttp.ConnectionTimeoutError as err:
             raise _NotSent(self._redact(_connect_timed_out(url, self.connect_timeout))) from err
         except TimeoutError as err:

@@ -685,3 +685,37 @@ async def test_a_shared_budget_reports_each_clients_wait_to_that_client(
     assert len(first_waits.started) == 1
     assert len(second_waits.started) == 1
     assert shared.on_wait is None
+
+
+async def test_waiting_for_an_answer_that_does_not_come_is_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that takes the connection but never answers: past 2 s the wait is said,
+    once, with the time left until the request timeout; the CLI draws it."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    shown: list[tuple[str, float]] = []
+    caplog.set_level(logging.INFO, logger="connector.waits")
+    try:
+        async with FinetuningClient(
+            API_KEY,
+            base_url=f"http://127.0.0.1:{port}",
+            request_timeout=ANNOUNCE_AFTER + 1.0,
+            max_retries=0,
+            on_wait=lambda reason, seconds: shown.append((reason, seconds)) or None,
+        ) as client:
+            with pytest.raises(FinetuningConnectionError, match="no answer"):
+                await client.get_account()
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    lines = [r.getMessage() for r in caplog.records if r.name == "connector.waits"]
+    assert lines == [f"waiting 1.0 s for an answer from http://127.0.0.1:{port} to GET /v1/me"]
+    assert shown == [(f"for an answer from http://127.0.0.1:{port} to GET /v1/me", 1.0)]
