@@ -530,6 +530,31 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+# voluptuous's own type messages, in the words a YAML user reads.
+_EXPECTED = {
+    "expected int": "expected a whole number",
+    "expected float": "expected a number",
+    "expected bool": "expected true or false",
+    "expected str": "expected text",
+    "expected list": "expected a list",
+    "expected dict": "expected a mapping of options",
+}
+
+
+def _section_of(key: object) -> str | None:
+    """The section an option belongs to, for a key written at the top level by mistake."""
+    for name, schema in (
+        ("finetuning", _FINETUNING),
+        ("tempolor", _TEMPOLOR),
+        ("webhook", _WEBHOOK),
+        ("poll", _POLL),
+        ("runtime", _RUNTIME),
+    ):
+        if key in _schema_keys(schema):
+            return name
+    return None
+
+
 def _got(value: Any) -> str:
     """'(got a number)'; for true/false, why a word may have become one."""
     if isinstance(value, bool):
@@ -791,7 +816,10 @@ class _Validator:
         if found and isinstance(value, Template):
             self.add(line, where, f"cannot be a template ({error.msg})")
             return
-        self.add(line, where, error.msg)
+        message = _EXPECTED.get(error.msg, error.msg)
+        if found and message.startswith("expected ") and "(got" not in message:
+            message = f"{message} (got {_shown(value)})"  # a secret shows as ***
+        self.add(line, where, message)
 
     # -- templates -------------------------------------------------------------
 
@@ -834,11 +862,13 @@ class _Validator:
         self.report_loader_findings(data, "", data.line)
         for key in data:
             if key not in _SECTIONS:
-                self.add(
-                    data.key_lines.get(key),
-                    _join("", key),
-                    f"is not a valid section{_suggest(key, _SECTIONS)}",
+                home = _section_of(key)
+                hint = (
+                    f" (it is an option of '{home}:': indent it under that section)"
+                    if home
+                    else _suggest(key, _SECTIONS)
                 )
+                self.add(data.key_lines.get(key), _join("", key), f"is not a valid section{hint}")
 
         finetuning = self.section(data, "finetuning", _FINETUNING)
         tempolor = self.section(data, "tempolor", _TEMPOLOR) if "tempolor" in data else None

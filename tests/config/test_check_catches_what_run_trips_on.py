@@ -77,3 +77,23 @@ def test_run_on_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert f"webhook.listen 127.0.0.1:{port}: cannot listen there" in result.stderr
+
+
+def test_an_option_written_at_the_top_level_is_pointed_to_its_section() -> None:
+    text = "api_key: ft_live_0123456789abcdef0123456789abcdef\nautomations: []\n"
+    (problem,) = _problems(text)
+    assert problem == (
+        "a.yaml, line 1: api_key is not a valid section (it is an option of 'finetuning:': "
+        "indent it under that section)"
+    )
+    assert "0123456789abcdef" not in problem
+
+
+def test_type_errors_say_what_they_got_in_yaml_words() -> None:
+    text = (
+        "automations:\n  - id: a\n    triggers: [{trigger: track_completed}]\n"
+        "    actions:\n      - action: generate\n        tags: lofi\n        wait: yes please\n"
+    )
+    assert _problems(text) == [
+        "a.yaml, line 7: automations[0].actions[0].wait: expected true or false (got 'yes please')"
+    ]
