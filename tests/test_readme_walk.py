@@ -184,18 +184,22 @@ async def test_the_readme_commands_work_as_written_in_order(
     assert [c for c in commands if c not in walk.ran] == [], "README commands not walked"
 
 
-async def _run_daemon(walk: Walk, command: str, sandbox: SandboxHandle) -> None:
-    """`ftconnect run automations.yaml`: until SIGINT, as the README says."""
-    script = walk.shell(walk.fill(command))
-    process = await asyncio.create_subprocess_exec(
+async def _start(walk: Walk, command: str) -> asyncio.subprocess.Process:
+    """A README command that runs until stopped, its output read as it comes."""
+    return await asyncio.create_subprocess_exec(
         "bash",
         "-c",
-        f"exec {script}",
+        f"exec {walk.shell(walk.fill(command))}",
         cwd=walk.home,
         env=walk.env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def _run_daemon(walk: Walk, command: str, sandbox: SandboxHandle) -> None:
+    """`ftconnect run automations.yaml`: until SIGINT, as the README says."""
+    process = await _start(walk, command)
     assert process.stdout is not None
     seen = ""
     try:
@@ -223,16 +227,7 @@ async def _run_daemon(walk: Walk, command: str, sandbox: SandboxHandle) -> None:
 
 async def _sandbox_server(walk: Walk, command: str) -> None:
     """`ftconnect sandbox --port 8787 ...`, then the README's `me` against it."""
-    script = walk.shell(walk.fill(command))
-    process = await asyncio.create_subprocess_exec(
-        "bash",
-        "-c",
-        f"exec {script}",
-        cwd=walk.home,
-        env=walk.env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await _start(walk, command)
     assert process.stdout is not None
     banner = ""
     try:

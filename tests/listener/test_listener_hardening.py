@@ -481,7 +481,6 @@ async def test_healthz_answers_strict_json_with_non_finite_values_as_null() -> N
 # -- the daemon's side: the descriptor limit and quiet accept errors -------------------------
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="no rlimits")
 def test_raise_file_limit_raises_the_soft_limit_to_the_hard_one() -> None:
     import resource
 
@@ -501,7 +500,6 @@ def test_raise_file_limit_raises_the_soft_limit_to_the_hard_one() -> None:
         assert now[0] > lowered
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="no rlimits")
 def test_raise_file_limit_with_an_unlimited_hard_limit_and_refusals(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -665,7 +663,6 @@ asyncio.run(main())
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(sys.platform == "win32", reason="needs rlimits")
 async def test_a_real_accept_storm_is_a_few_lines() -> None:
     """asyncio's real contexts, from a process that runs out of descriptors while accepting."""
     process = await asyncio.create_subprocess_exec(

@@ -14,11 +14,9 @@ from connector.statelock import holder
 pytestmark = pytest.mark.e2e
 
 
-async def test_sigterm_during_a_start_that_cannot_reach_the_api_stops_at_once(
-    tmp_path: Path,
-) -> None:
-    state = tmp_path / "state"
-    config = tmp_path / "a.yaml"
+def _unreachable_api_file(folder: Path, state: Path) -> Path:
+    """An automations file whose API nothing answers (port 9, the discard port)."""
+    config = folder / "a.yaml"
     config.write_text(
         f"""
 finetuning:
@@ -35,6 +33,14 @@ automations:
 """,
         encoding="utf-8",
     )
+    return config
+
+
+async def test_sigterm_during_a_start_that_cannot_reach_the_api_stops_at_once(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    config = _unreachable_api_file(tmp_path, state)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -71,23 +77,7 @@ automations:
 async def test_the_daemon_says_what_it_waits_for(tmp_path: Path) -> None:
     """A wait over 2 s (here, retrying an API that does not answer) is an INFO line."""
     state = tmp_path / "state"
-    config = tmp_path / "a.yaml"
-    config.write_text(
-        f"""
-finetuning:
-  api_key: ft_live_0123456789abcdef0123456789abcdef
-  base_url: http://127.0.0.1:9
-state_dir: {state}
-automations:
-  - id: a
-    triggers: [{{trigger: track_completed}}]
-    actions:
-      - action: add_to_playlist
-        playlist: X
-        tracks: "{{{{ trigger.generation.id }}}}"
-""",
-        encoding="utf-8",
-    )
+    config = _unreachable_api_file(tmp_path, state)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
