@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import voluptuous as vol
-
-from connector.exceptions import BulkOperationError
-from connector.models import BulkResult
-from connector.validation import id_list, templatable
+from connector.automation.validators import id_list, templatable
+from connector.errors import BulkOperationError
+from connector.providers.finetuning.models import BulkResult
 
 TRACKS = templatable(id_list)
-PLAYLIST = templatable(vol.All(str, vol.Length(min=1)))
 
 ALREADY_IN_PLAYLIST = "Track already in playlist"
 NOT_IN_PLAYLIST = "Track not found in playlist or not authorized"

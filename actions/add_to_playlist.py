@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from connector.registry import ActionSpec
+from connector.automation.registry import ActionSpec
+from connector.automation.validators import PLAYLIST
 
-from ._common import ALREADY_IN_PLAYLIST, PLAYLIST, TRACKS, bulk_output
+from ._common import ALREADY_IN_PLAYLIST, TRACKS, bulk_output
 
 if TYPE_CHECKING:
-    from connector.runtime import ActionContext
+    from connector.dispatch.runtime import ActionContext
 
 
 async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from connector.exceptions import NotFoundError
-from connector.registry import ActionSpec
+from connector.automation.registry import ActionSpec
+from connector.errors import NotFoundError
 
 from ._common import NOT_OWNED, TRACKS, bulk_output
 
 if TYPE_CHECKING:
-    from connector.runtime import ActionContext
+    from connector.dispatch.runtime import ActionContext
 
 DRY_RUN_LOOKUPS = 25  # beyond this, a dry run lists ids without looking each one up
 

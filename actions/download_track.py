@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from connector.media import (
+from connector.automation.registry import ActionSpec
+from connector.automation.validators import one_of, templatable
+from connector.delivery.library import (
     PROVIDER_ARTISTS,
     SIDECARS,
     TEMPLATE_FIELDS,
@@ -19,12 +21,10 @@ from connector.media import (
     download_track,
     parse_template,
 )
-from connector.models import Generation, GenerationStatus
-from connector.registry import ActionSpec
-from connector.validation import one_of, templatable
+from connector.providers.finetuning.models import Generation, GenerationStatus
 
 if TYPE_CHECKING:
-    from connector.runtime import ActionContext
+    from connector.dispatch.runtime import ActionContext
 
 
 def _sidecars(value: Any) -> list[str]:

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from connector import models
-from connector.exceptions import GenerationFailedError, GenerationOutcomeUnknownError
-from connector.models import Generation, GenerationRequest, GenerationStatus
-from connector.registry import ActionSpec
-from connector.tempolor_models import TempolorJob
-from connector.validation import number_range, one_of, templatable
+from connector.automation.registry import ActionSpec
+from connector.automation.validators import number_range, one_of, templatable
+from connector.errors import GenerationFailedError, GenerationOutcomeUnknownError
+from connector.providers.finetuning import models
+from connector.providers.finetuning.models import Generation, GenerationRequest, GenerationStatus
+from connector.providers.tempolor.models import TempolorJob
 
 if TYPE_CHECKING:
-    from connector.runtime import ActionContext
+    from connector.dispatch.runtime import ActionContext
 
 
 class AmbiguousSubmissionError(GenerationOutcomeUnknownError):

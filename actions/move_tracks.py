@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from connector.exceptions import FieldProblem, RequestValidationError
-from connector.registry import ActionSpec
-from connector.templates import Template
+from connector.automation.registry import ActionSpec
+from connector.automation.templates import Template
+from connector.automation.validators import PLAYLIST
+from connector.errors import FieldProblem, RequestValidationError
 
-from ._common import PLAYLIST, TRACKS, bulk_output
+from ._common import TRACKS, bulk_output
 
 if TYPE_CHECKING:
-    from connector.runtime import ActionContext
+    from connector.dispatch.runtime import ActionContext
 
 
 def check(options: Mapping[str, Any]) -> None:

@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 
 import voluptuous as vol
 
-from connector.outgoing import WebhookSecretError, secret_key, send_webhook
-from connector.registry import ActionSpec
-from connector.validation import number_range, templatable
+from connector.automation.registry import ActionSpec
+from connector.automation.validators import number_range, templatable
+from connector.delivery.webhooks import WebhookSecretError, secret_key, send_webhook
 
 if TYPE_CHECKING:
-    from connector.runtime import ActionContext
+    from connector.dispatch.runtime import ActionContext
 
 
 def _url(value: Any) -> str:

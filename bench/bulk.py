@@ -44,8 +44,8 @@ class BulkRow:
 
 async def measure(sizes: tuple[int, ...] = SIZES) -> list[BulkRow]:
     """Add N tracks to a playlist, move them to another, delete them; count requests."""
-    from connector.client import FinetuningClient
-    from connector.ratelimit import RateBudget
+    from connector.providers.finetuning.client import FinetuningClient
+    from connector.providers.ratelimit import RateBudget
     from connector.sandbox import SandboxConfig, run_sandbox
 
     # Limits out of the way: this counts requests, it does not wait for budgets.

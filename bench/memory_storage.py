@@ -91,8 +91,8 @@ def measure_variant(
 ) -> StorageRun:
     """Record events up to each checkpoint in this process; prune as `variant` says."""
     from connector.events import Event
-    from connector.models import Generation
-    from connector.store import Store
+    from connector.journal.store import Store
+    from connector.providers.finetuning.models import Generation
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}")

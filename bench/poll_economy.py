@@ -111,8 +111,8 @@ def _world(pending: int, history: int) -> Any:
 
 
 def _client(handle: Any) -> Any:
-    from connector.client import FinetuningClient
-    from connector.ratelimit import RateBudget
+    from connector.providers.finetuning.client import FinetuningClient
+    from connector.providers.ratelimit import RateBudget
 
     # A budget that never makes the count wait (1000 in progress cost 11 requests a tick,
     # more than the production budget allows in a few ticks); the intervals reported
@@ -125,8 +125,8 @@ async def measure_ticks(
     pending: tuple[int, ...] = PENDING, *, ticks: int = TICKS, history: int = HISTORY
 ) -> list[TickResult]:
     """Requests per tick for each number of generations in progress."""
-    from connector.poller import GenerationPoller
-    from connector.ratelimit import RateBudget
+    from connector.ingress.poller import GenerationPoller
+    from connector.providers.ratelimit import RateBudget
     from connector.sandbox import run_sandbox
 
     async def fire(_event: Any) -> bool:
@@ -182,9 +182,9 @@ async def measure_delay(
     seed: int = 7,
 ) -> DelayResult:
     """Complete generations at random moments; time until the running poller fires them."""
-    from connector.client import FinetuningClient
-    from connector.poller import GenerationPoller
-    from connector.ratelimit import RateBudget
+    from connector.ingress.poller import GenerationPoller
+    from connector.providers.finetuning.client import FinetuningClient
+    from connector.providers.ratelimit import RateBudget
     from connector.sandbox import run_sandbox
 
     config, seed_world = _world(max(pending, trials), history)

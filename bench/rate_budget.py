@@ -102,7 +102,7 @@ _slot_taken: contextvars.ContextVar[float] = contextvars.ContextVar("slot_taken"
 
 
 def _timed_budget_class() -> type:
-    from connector.ratelimit import RateBudget
+    from connector.providers.ratelimit import RateBudget
 
     class TimedBudget(RateBudget):
         """A RateBudget that notes when each caller got its slot, and counts the
@@ -148,8 +148,8 @@ async def measure(
     submitters: int = SUBMITTERS,
 ) -> RateResult:
     """Drive one client flat out for `windows` windows; read the sandbox's log."""
-    from connector.client import FinetuningClient
-    from connector.models import GenerationRequest
+    from connector.providers.finetuning.client import FinetuningClient
+    from connector.providers.finetuning.models import GenerationRequest
     from connector.sandbox import SandboxConfig, run_sandbox
 
     _TimedBudget = _timed_budget_class()

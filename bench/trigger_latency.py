@@ -131,12 +131,12 @@ async def _serve_listener() -> None:
     import voluptuous as vol
     from aiohttp import web
 
-    from connector.client import FinetuningClient
-    from connector.config import parse_config
-    from connector.listener import WebhookListener
-    from connector.registry import ActionSpec, Registry, default_registry
-    from connector.runtime import Runtime
-    from connector.store import Store
+    from connector.automation.config import parse_config
+    from connector.automation.registry import ActionSpec, Registry, default_registry
+    from connector.dispatch.runtime import Runtime
+    from connector.ingress.webhooks import WebhookListener
+    from connector.journal.store import Store
+    from connector.providers.finetuning.client import FinetuningClient
 
     starts: dict[str, float] = {}
 
@@ -147,7 +147,9 @@ async def _serve_listener() -> None:
         return {}
 
     registry = Registry()
-    registry.add_trigger(default_registry().triggers["track_completed"], "triggers.track_completed")
+    registry.add_trigger(
+        default_registry().triggers["track_completed"], "connector.triggers.track_completed"
+    )
     registry.add_action(
         ActionSpec(
             key="bench_stamp",

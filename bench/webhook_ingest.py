@@ -104,11 +104,11 @@ async def _serve() -> None:
 
     from aiohttp import web
 
-    from connector.client import FinetuningClient
-    from connector.config import parse_config
-    from connector.listener import WebhookListener
-    from connector.runtime import Runtime
-    from connector.store import Store
+    from connector.automation.config import parse_config
+    from connector.dispatch.runtime import Runtime
+    from connector.ingress.webhooks import WebhookListener
+    from connector.journal.store import Store
+    from connector.providers.finetuning.client import FinetuningClient
 
     with tempfile.TemporaryDirectory(prefix="ftbench-ingest-") as directory:
         store = Store.open(Path(directory) / "state")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import Generation, GenerationStatus, iso_utc
+from connector.providers.finetuning.models import Generation, GenerationStatus, iso_utc
 
 TRACK_COMPLETED = "track_completed"
 GENERATION_FAILED = "generation_failed"

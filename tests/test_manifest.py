@@ -44,4 +44,4 @@ def test_installed_metadata_and_user_agent_carry_the_manifest_version() -> None:
 
 
 def test_console_script_is_ftconnect() -> None:
-    assert PYPROJECT["project"]["scripts"]["ftconnect"] == "connector.cli:main"
+    assert PYPROJECT["project"]["scripts"]["ftconnect"] == "connector.cli.main:main"

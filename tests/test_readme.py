@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from connector.jsonschema import registry_markdown
-from connector.registry import default_registry
+from connector.automation.jsonschema import registry_markdown
+from connector.automation.registry import default_registry
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(

@@ -8,8 +8,8 @@ from typing import Any
 
 import voluptuous as vol
 
+from connector.automation.validators import PROVIDER
 from connector.events import Event
-from connector.validation import PROVIDER
 
 
 def _words(value: Any) -> list[str]:

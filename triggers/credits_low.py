@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
+from connector.automation.registry import TriggerSpec
+from connector.automation.validators import number_range
+from connector.errors import FinetuningError
 from connector.events import CREDITS_LOW
-from connector.exceptions import FinetuningError
-from connector.registry import TriggerSpec
-from connector.validation import number_range
 
 if TYPE_CHECKING:
-    from connector.runtime import TriggerContext
+    from connector.dispatch.runtime import TriggerContext
 
 _LOGGER = logging.getLogger(__name__)
 

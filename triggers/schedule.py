@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import voluptuous as vol
 
-from connector.cron import CronError, CronExpression
+from connector.automation.cron import CronError, CronExpression
+from connector.automation.registry import TriggerSpec
+from connector.automation.validators import positive_seconds
 from connector.events import SCHEDULE
-from connector.models import iso_utc
-from connector.registry import TriggerSpec
-from connector.validation import positive_seconds
+from connector.providers.finetuning.models import iso_utc
 
 if TYPE_CHECKING:
-    from connector.runtime import TriggerContext
+    from connector.dispatch.runtime import TriggerContext
 
 
 def _cron(value: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ft_cli_support import Cli
 
-from connector import cli as cli_module
+from connector.cli import main as cli_module
 from connector.sandbox import SandboxHandle
 
 

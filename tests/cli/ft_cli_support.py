@@ -1,4 +1,4 @@
-"""Helpers of the CLI tests: run `connector.cli.main` in-process and capture what it printed."""
+"""Helpers of the CLI tests: run `connector.cli.main.main` in-process; capture what it printed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.sandbox import SandboxHandle
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from ft_cli_support import Cli, Terminal, run_main
 
-from connector import cli as cli_module
-from connector.client import FinetuningClient
-from connector.models import Generation, GenerationRequest
+from connector.cli import main as cli_module
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import Generation, GenerationRequest
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
 from connector.sandbox.state import Generation as SandboxGeneration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from ft_cli_support import Cli, Terminal
 
-from connector.progress import (
+from connector.cli.progress import (
     DownloadProgress,
     GenerationProgress,
     StatusLine,

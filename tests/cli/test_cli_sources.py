@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from connector import cli as cli_module
-from connector.cli import resolve_endpoint
+from connector.cli import main as cli_module
+from connector.cli.main import resolve_endpoint
 from connector.events import Event
-from connector.models import Generation, GenerationStatus
+from connector.journal.store import REPLAYED, RUN_STATUSES, RUNNING, Store
+from connector.providers.finetuning.models import Generation, GenerationStatus
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.store import REPLAYED, RUN_STATUSES, RUNNING, Store
 
 SCRIPT = Path(sys.executable).with_name("ftconnect")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "connector.cli"]
@@ -585,7 +585,8 @@ async def test_a_global_option_after_the_command_says_where_it_goes() -> None:
 
 
 def test_already_in_playlist_is_the_runtime_reason() -> None:
-    from actions._common import ALREADY_IN_PLAYLIST
+    from connector.actions._common import ALREADY_IN_PLAYLIST
+
     from connector.sandbox.state import ALREADY_IN_PLAYLIST as SANDBOX_REASON
 
     assert cli_module.ALREADY_IN_PLAYLIST == ALREADY_IN_PLAYLIST == SANDBOX_REASON

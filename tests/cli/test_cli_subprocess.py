@@ -38,8 +38,9 @@ def test_console_script_help() -> None:
 
 def test_help_imports_neither_aiohttp_nor_pydantic() -> None:
     probe = (
-        "import sys, connector.cli as c; c.build_parser().format_help(); "
-        "print(sorted(m for m in ('aiohttp', 'pydantic', 'connector.client') if m in sys.modules))"
+        "import sys, connector.cli.main as c; c.build_parser().format_help(); "
+        "print(sorted(m for m in ('aiohttp', 'pydantic', 'connector.providers.finetuning.client')"
+        " if m in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],

@@ -9,7 +9,7 @@ import pytest
 from aioresponses import aioresponses
 from ft_client_support import API_KEY, FakeClock
 
-from connector.client import FinetuningClient
+from connector.providers.finetuning.client import FinetuningClient
 
 
 @pytest.fixture(autouse=True)

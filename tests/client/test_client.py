@@ -23,9 +23,8 @@ from ft_client_support import (
     sent_bodies,
 )
 
-import connector.client as client_module
-from connector.client import FinetuningClient, check_api_key
-from connector.exceptions import (
+import connector.providers.finetuning.client as client_module
+from connector.errors import (
     AddFailedError,
     AmbiguousPlaylistError,
     FinetuningConnectionError,
@@ -38,7 +37,13 @@ from connector.exceptions import (
     UnexpectedResponseError,
     ValidationError,
 )
-from connector.models import BulkResult, GenerationRequest, GenerationStatus, ItemError
+from connector.providers.finetuning.client import FinetuningClient, check_api_key
+from connector.providers.finetuning.models import (
+    BulkResult,
+    GenerationRequest,
+    GenerationStatus,
+    ItemError,
+)
 from connector.version import USER_AGENT, __version__
 
 ME = f"{API}/v1/me"

@@ -10,8 +10,7 @@ import pytest
 from aioresponses import aioresponses
 from ft_client_support import API, API_KEY, FakeClock, error_fixture, load_fixture
 
-from connector.client import FinetuningClient
-from connector.exceptions import (
+from connector.errors import (
     ERRORS_BY_CODE,
     AddFailedError,
     AmbiguousPlaylistError,
@@ -37,6 +36,7 @@ from connector.exceptions import (
     ValidationError,
     error_for,
 )
+from connector.providers.finetuning.client import FinetuningClient
 
 ME = f"{API}/v1/me"
 

@@ -9,8 +9,8 @@ import pydantic
 import pytest
 from ft_client_support import PLAYLIST, TRACK_A, TRACK_B, load_fixture
 
-from connector.exceptions import RequestValidationError, ValidationError
-from connector.models import (
+from connector.errors import RequestValidationError, ValidationError
+from connector.providers.finetuning.models import (
     Account,
     BulkResult,
     Generation,

@@ -17,9 +17,9 @@ from ft_client_support import (
     sent,
 )
 
-from connector.client import FinetuningClient
-from connector.exceptions import GenerationRateLimitedError, RateLimitedError
-from connector.ratelimit import RateBudget
+from connector.errors import GenerationRateLimitedError, RateLimitedError
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.ratelimit import RateBudget
 
 ME = f"{API}/v1/me"
 GENERATIONS = f"{API}/v1/generations"

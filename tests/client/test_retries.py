@@ -23,8 +23,7 @@ from ft_client_support import (
     sent_bodies,
 )
 
-from connector.client import FinetuningClient
-from connector.exceptions import (
+from connector.errors import (
     FinetuningConnectionError,
     FinetuningError,
     FinetuningTimeoutError,
@@ -41,6 +40,7 @@ from connector.exceptions import (
     UnexpectedResponseError,
     ValidationError,
 )
+from connector.providers.finetuning.client import FinetuningClient
 
 ME = f"{API}/v1/me"
 GENERATIONS = f"{API}/v1/generations"

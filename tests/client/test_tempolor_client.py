@@ -17,7 +17,7 @@ import pytest
 from aioresponses import aioresponses
 from ft_client_support import FakeClock, load_fixture, request_count, sent, sent_bodies
 
-from connector.exceptions import (
+from connector.errors import (
     AuthenticationError,
     FinetuningError,
     FinetuningTimeoutError,
@@ -32,21 +32,21 @@ from connector.exceptions import (
     UnexpectedResponseError,
     ValidationError,
 )
-from connector.models import GenerationStatus
-from connector.sandbox.tempolor import TONALITIES as SANDBOX_TONALITIES
-from connector.tempolor import (
+from connector.providers.finetuning.models import GenerationStatus
+from connector.providers.tempolor.client import (
     DEFAULT_BASE_URL,
     TempolorClient,
     TempolorJobTimeoutError,
     check_api_token,
 )
-from connector.tempolor_models import (
+from connector.providers.tempolor.models import (
     TONALITIES,
     InstrumentalRequest,
     SongRequest,
     TempolorJob,
     tonality_to_keyscale,
 )
+from connector.sandbox.tempolor import TONALITIES as SANDBOX_TONALITIES
 
 API = DEFAULT_BASE_URL
 TOKEN = "user:4821-0123456789abcdef0123456789abcdef"
@@ -990,7 +990,7 @@ async def test_create_gives_up_on_429_after_max_retries(
 async def test_the_token_is_redacted_from_server_echoes_and_logs(
     mocked: aioresponses, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="connector.tempolor")
+    caplog.set_level(logging.DEBUG, logger="connector.providers.tempolor.client")
     mocked.get(JOB, **useapi_error(401, f"Unauthorized: Bearer {TOKEN}"))
     mocked.get(JOB, status=500, body=f"proxy saw {TOKEN}", content_type="text/plain")
     mocked.get(JOB, status=500, body=f"proxy saw {TOKEN}", content_type="text/plain")

@@ -13,8 +13,8 @@ from typing import Any
 from aioresponses import aioresponses
 from ft_client_support import API, API_KEY, FakeClock, error_fixture, load_fixture
 
-from connector.client import FinetuningClient
-from connector.progress import GenerationProgress, StatusLine, WaitProgress
+from connector.cli.progress import GenerationProgress, StatusLine, WaitProgress
+from connector.providers.finetuning.client import FinetuningClient
 
 ME = f"{API}/v1/me"
 

@@ -20,17 +20,17 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 from ft_client_support import API, API_KEY, FakeClock, error_fixture, load_fixture, sent
 
-from connector.client import FinetuningClient
-from connector.exceptions import (
+from connector.errors import (
     FinetuningConnectionError,
     FinetuningError,
     GenerationOutcomeUnknownError,
     InternalServerError,
     ServerError,
 )
-from connector.ratelimit import ANNOUNCE_AFTER, RateBudget, describe_wait
-from connector.tempolor import DEFAULT_BASE_URL as TEMPOLOR_DEFAULT_URL
-from connector.tempolor import TempolorClient
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.ratelimit import ANNOUNCE_AFTER, RateBudget, describe_wait
+from connector.providers.tempolor.client import DEFAULT_BASE_URL as TEMPOLOR_DEFAULT_URL
+from connector.providers.tempolor.client import TempolorClient
 
 ME = f"{API}/v1/me"
 GENERATIONS = f"{API}/v1/generations"

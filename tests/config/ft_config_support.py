@@ -14,9 +14,9 @@ from typing import Any
 
 import voluptuous as vol
 
-from connector.config import ConfigError, ConnectorConfig, parse_config
-from connector.registry import ActionSpec, Registry, TriggerSpec
-from connector.validation import PROVIDER, id_list, number_range, one_of, templatable
+from connector.automation.config import ConfigError, ConnectorConfig, parse_config
+from connector.automation.registry import ActionSpec, Registry, TriggerSpec
+from connector.automation.validators import PROVIDER, id_list, number_range, one_of, templatable
 
 
 async def _run(context: Any, options: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import ConfigError, load_config, parse_config
+from connector.automation.config import ConfigError, load_config, parse_config
 
 STEP = """
     actions:

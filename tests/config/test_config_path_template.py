@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from connector.actions.download_track import ACTION
 
-from actions.download_track import ACTION
-from connector.config import ConfigError, parse_config
-from connector.media import TEMPLATE_FIELDS
+from connector.automation.config import ConfigError, parse_config
+from connector.delivery.library import TEMPLATE_FIELDS
 
 ALLOWED = ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import load_config
-from connector.jsonschema import registry_document, registry_markdown
-from connector.registry import Registry
+from connector.automation.config import load_config
+from connector.automation.jsonschema import registry_document, registry_markdown
+from connector.automation.registry import Registry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import voluptuous as vol
 
-from connector import config as config_module
-from connector.config import CONFIG_REFERENCE, ENTRY_KEYS, ConfigSection
-from connector.jsonschema import config_markdown, to_json_schema
+from connector.automation import config as config_module
+from connector.automation.config import CONFIG_REFERENCE, ENTRY_KEYS, ConfigSection
+from connector.automation.jsonschema import config_markdown, to_json_schema
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCK = re.compile(
@@ -37,13 +37,13 @@ def test_readme_reference_matches_the_schemas() -> None:
     assert match is not None, "README lost its config reference markers"
     assert match.group(1).strip() == config_markdown().strip(), (
         "README config reference is stale: regenerate it with "
-        "`python -m connector.jsonschema config`"
+        "`python -m connector.automation.jsonschema config`"
     )
 
 
 def test_the_module_prints_the_reference() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "connector.jsonschema", "config"],
+        [sys.executable, "-m", "connector.automation.jsonschema", "config"],
         capture_output=True,
         text=True,
         check=True,

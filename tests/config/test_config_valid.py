@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ft_config_support import make_registry, parse
 
-from connector.config import (
+from connector.automation.config import (
     AutomationConfig,
     ConnectorConfig,
     PollConfig,
@@ -16,7 +16,7 @@ from connector.config import (
     WebhookConfig,
     load_config,
 )
-from connector.templates import Template
+from connector.automation.templates import Template
 
 FULL = """\
 finetuning:

@@ -12,14 +12,14 @@ from typing import Any
 import voluptuous as vol
 from ft_config_support import make_registry
 
-from connector.jsonschema import (
+from connector.automation.jsonschema import (
     JSON_SCHEMA_DIALECT,
     registry_document,
     registry_markdown,
     to_json_schema,
 )
-from connector.registry import Registry
-from connector.validation import (
+from connector.automation.registry import Registry
+from connector.automation.validators import (
     id_list,
     number_range,
     one_of,

@@ -18,8 +18,7 @@ import pytest
 from aiohttp import web
 from mutagen.mp3 import MP3
 
-from connector.client import FinetuningClient
-from connector.exceptions import (
+from connector.errors import (
     GenerationOutcomeUnknownError,
     InvalidApiKeyError,
     MissingApiKeyError,
@@ -31,7 +30,8 @@ from connector.exceptions import (
     RequestValidationError,
     ValidationError,
 )
-from connector.models import GenerationRequest, GenerationStatus
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import GenerationRequest, GenerationStatus
 from connector.sandbox import AccountConfig, FaultRule, SandboxConfig, SandboxHandle, run_sandbox
 
 pytestmark = pytest.mark.e2e
@@ -250,7 +250,7 @@ async def test_playlists_resolve_add_remove_and_move_with_privacy_rules(
 async def test_generation_budget_keeps_the_server_from_ever_answering_429() -> None:
     config = SandboxConfig(**FAST, generation_limit=3, rate_window=0.5, max_in_progress=100)
     async with run_sandbox(config) as sandbox:
-        from connector.ratelimit import RateBudget
+        from connector.providers.ratelimit import RateBudget
 
         async with FinetuningClient(
             sandbox.api_key,
@@ -364,7 +364,7 @@ async def test_webhook_is_delivered_once_and_parses_as_a_generation(
     payload, agent = received[0]
     assert agent == "finetuning-webhook/1.0"
     assert "data" not in payload
-    from connector.models import Generation
+    from connector.providers.finetuning.models import Generation
 
     generation = Generation.model_validate(payload)
     assert generation.id == created.id

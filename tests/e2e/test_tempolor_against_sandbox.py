@@ -18,18 +18,18 @@ import pytest
 from aiohttp import web
 from mutagen.mp3 import MP3
 
-from connector.exceptions import (
+from connector.errors import (
     InvalidApiKeyError,
     NotFoundError,
     RateLimitedError,
     RequestValidationError,
     ValidationError,
 )
-from connector.models import GenerationStatus
+from connector.providers.finetuning.models import GenerationStatus
+from connector.providers.tempolor.client import TempolorClient
+from connector.providers.tempolor.models import TempolorJob
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
 from connector.sandbox.tempolor import TempolorRecorder
-from connector.tempolor import TempolorClient
-from connector.tempolor_models import TempolorJob
 
 pytestmark = pytest.mark.e2e
 

@@ -115,10 +115,10 @@ import yaml
 from aiohttp import web
 from yarl import URL
 
-from connector.media import read_identity
+from connector.delivery.library import read_identity
+from connector.journal.lock import holder
+from connector.journal.store import RunRow, Store
 from connector.sandbox import AccountConfig, FaultRule, SandboxConfig, SandboxHandle, run_sandbox
-from connector.statelock import holder
-from connector.store import RunRow, Store
 
 if TYPE_CHECKING:
     from connector.sandbox import Sandbox

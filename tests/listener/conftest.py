@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from ft_listener_support import TOKEN, Client, Recorder
 
-from connector.listener import WebhookListener
+from connector.ingress.webhooks import WebhookListener
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from connector.events import Event
-from connector.listener import WebhookListener
+from connector.ingress.webhooks import WebhookListener
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Characters that URL encoding changes ("+", "/", "="), so every spelling of the

@@ -27,9 +27,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 from ft_listener_support import TOKEN, Recorder, body_of, fixture
 
-from connector import listener as listener_module
 from connector.events import Event
-from connector.listener import (
+from connector.ingress import webhooks as listener_module
+from connector.ingress.webhooks import (
     WebhookListener,
     install_quiet_accept_errors,
     raise_file_limit,
@@ -269,7 +269,7 @@ async def test_when_every_connection_is_busy_a_newcomer_gets_503() -> None:
 async def test_a_flood_of_idle_connections_leaves_room_for_real_requests(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="connector.listener")
+    caplog.set_level(logging.DEBUG, logger="connector.ingress.webhooks")
     body = body_of(fixture("webhook_completed.json"))
     recorder = Recorder()
     async with serving(max_connections=20, header_timeout=30, record=recorder) as listener:
@@ -570,11 +570,11 @@ async def test_accept_errors_are_one_line_per_interval_with_a_count(
             {"message": retry, "exception": ValueError("Invalid file descriptor: -1")}
         )
         loop.call_exception_handler({"message": "something else", "exception": ValueError("x")})
-        first = [r.getMessage() for r in caplog.records if r.name == "connector.listener"]
+        first = [r.getMessage() for r in caplog.records if r.name == "connector.ingress.webhooks"]
 
         await asyncio.sleep(0.45)  # one interval: one more line, with the count
 
-        lines = [r.getMessage() for r in caplog.records if r.name == "connector.listener"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "connector.ingress.webhooks"]
     finally:
         undo()
         restored = loop.get_exception_handler()
@@ -605,7 +605,7 @@ async def test_other_errors_go_to_asyncios_default_handler(
         undo()  # reports what was counted since the last line
         loop.set_exception_handler(previous)
     by_asyncio = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
-    ours = [r.getMessage() for r in caplog.records if r.name == "connector.listener"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "connector.ingress.webhooks"]
     assert by_asyncio == ["unrelated"]
     assert len(ours) == 2
     assert "1 time(s)" in ours[0]
@@ -631,7 +631,7 @@ async def test_overload_throttle_reports_counts() -> None:
 
 QUIET_SCRIPT = """
 import asyncio, logging, resource, sys
-from connector.listener import install_quiet_accept_errors
+from connector.ingress.webhooks import install_quiet_accept_errors
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from ft_listener_support import TOKEN, Client, FailingRecorder, Recorder, body_of, fixture
 
-from connector.listener import REDACTED, WebhookListener
+from connector.ingress.webhooks import REDACTED, WebhookListener
 
 NON_ASCII_TOKEN = "geheim-ключ-✓"
 
@@ -133,15 +133,15 @@ async def test_token_never_reaches_a_log_record(
     redacted = {
         record.name for record, text in zip(records, texts, strict=True) if REDACTED in text
     }
-    assert "connector.listener" in redacted  # record()'s and health()'s errors
-    assert "connector.listener.server" in redacted  # aiohttp's parser errors
+    assert "connector.ingress.webhooks" in redacted  # record()'s and health()'s errors
+    assert "connector.ingress.webhooks.server" in redacted  # aiohttp's parser errors
     access = [record.getMessage() for record in records if record.name.endswith(".access")]
     assert "POST /hooks/finetuning 200" in " ".join(access)
     assert any(message.startswith("GET /healthz 503") for message in access)
 
 
 async def test_access_log_line_has_no_query_string(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="connector.listener.access")
+    caplog.set_level(logging.INFO, logger="connector.ingress.webhooks.access")
     listener = WebhookListener(token=TOKEN, record=Recorder())
     await listener.start()
     try:
@@ -153,7 +153,9 @@ async def test_access_log_line_has_no_query_string(caplog: pytest.LogCaptureFixt
     finally:
         await listener.stop()
 
-    lines = [r.getMessage() for r in caplog.records if r.name == "connector.listener.access"]
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "connector.ingress.webhooks.access"
+    ]
     assert len(lines) == 1
     assert lines[0].startswith("POST /hooks/tempolor 400 ")
     assert "?" not in lines[0]

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from connector.listener import WebhookListener
-from connector.models import Generation
-from connector.tempolor_models import TempolorJob
+from connector.ingress.webhooks import WebhookListener
+from connector.providers.finetuning.models import Generation
+from connector.providers.tempolor.models import TempolorJob
 
 HOOKS = ("/hooks/finetuning", "/hooks/tempolor")
 EXPECTED_STATUSES = {200, 202, 400, 401, 404, 405, 413}

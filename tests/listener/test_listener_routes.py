@@ -26,11 +26,11 @@ from ft_listener_support import (
 )
 from yarl import URL
 
-from connector import listener as listener_module
 from connector.events import GENERATION_FAILED, TRACK_COMPLETED
-from connector.listener import WebhookListener
-from connector.models import Generation, GenerationStatus
-from connector.tempolor_models import TempolorJob
+from connector.ingress import webhooks as listener_module
+from connector.ingress.webhooks import WebhookListener
+from connector.providers.finetuning.models import Generation, GenerationStatus
+from connector.providers.tempolor.models import TempolorJob
 
 UNAUTHORIZED = {"error": "unauthorized"}
 

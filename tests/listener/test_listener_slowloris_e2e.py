@@ -56,7 +56,7 @@ limit = int(sys.argv.pop(1))
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft == resource.RLIM_INFINITY or soft > limit:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-runpy.run_module("connector.cli", run_name="__main__", alter_sys=True)
+runpy.run_module("connector.cli.main", run_name="__main__", alter_sys=True)
 """
 
 

@@ -19,10 +19,8 @@ import pytest
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from connector import media
-from connector.client import FinetuningClient
-from connector.exceptions import FinetuningError
-from connector.media import (
+from connector.delivery import library as media
+from connector.delivery.library import (
     COMPONENT_MAX_BYTES,
     SIDECARS,
     TEMPLATE_FIELDS,
@@ -34,7 +32,9 @@ from connector.media import (
     read_identity,
     sanitize_component,
 )
-from connector.models import Generation, GenerationRequest
+from connector.errors import FinetuningError
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import Generation, GenerationRequest
 from connector.sandbox import FaultRule, SandboxConfig, SandboxHandle, run_sandbox
 from connector.sandbox.audio import mp3_bytes
 

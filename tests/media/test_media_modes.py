@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connector import media
-from connector.config import ConfigError, parse_config
-from connector.media import DownloadError, check_file_mode, current_umask, download_track
-from connector.models import Generation
+from connector.automation.config import ConfigError, parse_config
+from connector.delivery import library as media
+from connector.delivery.library import DownloadError, check_file_mode, current_umask, download_track
+from connector.providers.finetuning.models import Generation
 from connector.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.e2e

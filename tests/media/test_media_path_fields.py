@@ -15,15 +15,15 @@ import aiohttp
 import pytest
 from mutagen.id3 import ID3
 
-from connector.events import Event
-from connector.media import (
+from connector.delivery.library import (
     TEMPLATE_FIELDS,
     default_artist,
     default_path_template,
     download_track,
     parse_template,
 )
-from connector.models import Generation
+from connector.events import Event
+from connector.providers.finetuning.models import Generation
 from connector.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.e2e
@@ -177,7 +177,7 @@ class FakeTempolor:
 async def test_the_action_files_tempolor_jobs_under_tempolor_with_its_artist(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, library: Path
 ) -> None:
-    from actions.download_track import ACTION
+    from connector.actions.download_track import ACTION
 
     generation = await seeded(sandbox, http)
     generation = generation.model_copy(update={"title": "Job Song"})
@@ -199,7 +199,7 @@ async def test_the_action_files_tempolor_jobs_under_tempolor_with_its_artist(
 async def test_the_action_honours_an_explicit_template_and_artist(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, library: Path
 ) -> None:
-    from actions.download_track import ACTION
+    from connector.actions.download_track import ACTION
 
     generation = await seeded(sandbox, http)
     generation = generation.model_copy(update={"title": "Mine"})

@@ -26,10 +26,10 @@ from aiohttp import web
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from connector import media
+from connector.delivery import library as media
+from connector.delivery.library import DownloadError, RetryPolicy, download_track
 from connector.events import Event
-from connector.media import DownloadError, RetryPolicy, download_track
-from connector.models import Generation
+from connector.providers.finetuning.models import Generation
 from connector.sandbox.audio import mp3_bytes
 
 pytestmark = pytest.mark.e2e
@@ -459,7 +459,7 @@ def action_context(tempolor: FakeTempolor, generation: Generation) -> Any:
 async def test_the_action_fetches_a_fresh_tempolor_link_when_one_died(
     origin: Origin, library: Path, code: int
 ) -> None:
-    from actions.download_track import ACTION
+    from connector.actions.download_track import ACTION
 
     origin.script = [status(code), full()]
     tempolor = FakeTempolor([origin.audio_url() + "&n=1", origin.audio_url() + "&n=2"])
@@ -476,7 +476,7 @@ async def test_the_action_fetches_a_fresh_tempolor_link_when_one_died(
 
 
 async def test_the_action_asks_for_a_fresh_link_only_once(origin: Origin, library: Path) -> None:
-    from actions.download_track import ACTION
+    from connector.actions.download_track import ACTION
 
     origin.script = [status(410)]
     tempolor = FakeTempolor([origin.audio_url()])

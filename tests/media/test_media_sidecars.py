@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from connector import redaction
-from connector.media import download_track
-from connector.models import Generation
+from connector.delivery.library import download_track
+from connector.providers.finetuning.models import Generation
 from connector.sandbox import SandboxHandle
 
 pytestmark = pytest.mark.e2e

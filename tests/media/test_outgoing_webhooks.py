@@ -1,7 +1,7 @@
 """Signed outgoing webhooks (Standard Webhooks) against a real loopback receiver.
 
 Signatures are checked with an implementation written here from the spec
-(hmac + base64, nothing from connector.outgoing) and against the test vector
+(hmac + base64, nothing from connector.delivery.webhooks) and against the test vector
 of the spec's reference Python library.
 """
 
@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connector.exceptions import FinetuningError
-from connector.outgoing import (
+from connector.delivery.webhooks import (
     WebhookDelivery,
     WebhookDeliveryError,
     WebhookSecretError,
@@ -32,6 +31,7 @@ from connector.outgoing import (
     sign,
     verify,
 )
+from connector.errors import FinetuningError
 from connector.version import USER_AGENT
 
 pytestmark = pytest.mark.e2e

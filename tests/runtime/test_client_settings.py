@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connector.config import ConfigError, parse_config
-from connector.runner import finetuning_client
+from connector.app import finetuning_client
+from connector.automation.config import ConfigError, parse_config
 
 KEY = "ft_live_" + "a" * 32
 

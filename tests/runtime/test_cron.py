@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from connector.cron import CronError, CronExpression
+from connector.automation.cron import CronError, CronExpression
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connector.client import FinetuningClient
-from connector.config import ConfigError, parse_config
+from connector.automation.config import ConfigError, parse_config
+from connector.dispatch.runtime import Runtime
 from connector.events import Event
-from connector.runtime import Runtime
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.store import Store
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

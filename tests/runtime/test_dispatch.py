@@ -9,14 +9,20 @@ from typing import Any
 
 import pytest
 
-from connector.client import FinetuningClient
-from connector.config import ConfigError, ConnectorConfig, parse_config
+from connector.automation.config import ConfigError, ConnectorConfig, parse_config
+from connector.automation.registry import (
+    ActionSpec,
+    Registry,
+    RegistryError,
+    TriggerSpec,
+    default_registry,
+)
+from connector.dispatch.runtime import RunRecord, Runtime
 from connector.events import Event
-from connector.models import Generation, GenerationStatus
-from connector.registry import ActionSpec, Registry, RegistryError, TriggerSpec, default_registry
-from connector.runtime import RunRecord, Runtime
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import Generation, GenerationStatus
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.store import Store
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +90,7 @@ def test_registry_discovers_every_shipped_trigger_and_action() -> None:
 def test_a_key_declared_twice_is_refused() -> None:
     registry = Registry()
     spec = default_registry().actions["generate"]
-    registry.add_action(spec, "actions.generate")
+    registry.add_action(spec, "connector.actions.generate")
     with pytest.raises(RegistryError, match="declared twice"):
         registry.add_action(spec, "plugin other.module")
 
@@ -113,7 +119,7 @@ def test_plugins_from_entry_points_are_registered(monkeypatch: pytest.MonkeyPatc
     def fake_entry_points(*, group: str) -> list[Point]:
         return [Point()] if group == "ftconnect.actions" else []
 
-    monkeypatch.setattr("connector.registry.entry_points", fake_entry_points)
+    monkeypatch.setattr("connector.automation.registry.entry_points", fake_entry_points)
     registry = Registry.discover()
     assert registry.actions["say_hello"] is plugin
     assert registry.origins["action:say_hello"] == "plugin hello_plugin:ACTION"

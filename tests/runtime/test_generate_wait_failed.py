@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from connector.client import FinetuningClient
-from connector.config import parse_config
+from connector.automation.config import parse_config
+from connector.dispatch.runtime import RunRecord, Runtime
 from connector.events import Event
-from connector.runtime import RunRecord, Runtime
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
 from connector.sandbox import SandboxHandle
-from connector.store import Store
 
 pytestmark = pytest.mark.e2e
 

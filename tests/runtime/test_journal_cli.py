@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from connector.cli import main
+from connector.cli.main import main
 from connector.events import Event
-from connector.models import Generation, GenerationStatus
-from connector.store import Store
+from connector.journal.store import Store
+from connector.providers.finetuning.models import Generation, GenerationStatus
 
 
 @pytest.fixture

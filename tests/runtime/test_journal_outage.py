@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from connector.client import FinetuningClient
-from connector.config import parse_config
+from connector.automation.config import parse_config
+from connector.dispatch.runtime import Runtime
 from connector.events import Event
-from connector.ratelimit import RateBudget
-from connector.runtime import Runtime
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.ratelimit import RateBudget
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.store import Store
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from connector.journal.lock import StateDirLock, StateDirLocked, holder
+from connector.journal.store import Store
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.statelock import StateDirLock, StateDirLocked, holder
-from connector.store import Store
 
 CLI = [sys.executable, "-m", "connector.cli"]
 
@@ -45,7 +45,7 @@ def test_a_second_lock_on_the_same_state_dir_is_refused_naming_the_holder(tmp_pa
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
-        "from connector.statelock import StateDirLock\n"
+        "from connector.journal.lock import StateDirLock\n"
         f"StateDirLock({str(tmp_path)!r}).acquire()\n"
         "print('locked', flush=True)\n"
         "time.sleep(60)\n"

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connector.client import FinetuningClient
-from connector.config import parse_config
-from connector.runtime import Runtime
+from connector.automation.config import parse_config
+from connector.dispatch.runtime import Runtime
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
 from connector.sandbox import SandboxHandle
-from connector.store import Store
 
 pytestmark = pytest.mark.e2e
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from connector.client import FinetuningClient
-from connector.config import parse_config
+from connector.automation.config import parse_config
+from connector.dispatch.runtime import RunRecord, Runtime
 from connector.events import Event
-from connector.runtime import RunRecord, Runtime
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
 from connector.sandbox import FaultRule, SandboxConfig, SandboxHandle, run_sandbox
-from connector.store import Store
 
 pytestmark = pytest.mark.e2e
 
@@ -131,7 +131,7 @@ async def test_an_identical_open_submission_of_another_run_makes_it_a_clear_fail
 async def test_a_generation_held_by_one_run_cannot_be_claimed_by_another(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
-    from connector.exceptions import GenerationClaimedError
+    from connector.errors import GenerationClaimedError
 
     with Store.open(tmp_path / "state") as store:
         async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
@@ -149,7 +149,7 @@ async def test_a_generation_held_by_one_run_cannot_be_claimed_by_another(
 async def test_a_generation_made_outside_with_other_parameters_is_not_adopted(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
-    from connector.models import GenerationRequest
+    from connector.providers.finetuning.models import GenerationRequest
 
     with Store.open(tmp_path / "state") as store:
         async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:

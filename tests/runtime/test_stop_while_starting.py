@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.statelock import holder
+from connector.journal.lock import holder
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from connector.templates import Template, TemplateError, compile_templates, is_template, render
+from connector.automation.templates import (
+    Template,
+    TemplateError,
+    compile_templates,
+    is_template,
+    render,
+)
 
 
 def test_a_single_expression_keeps_its_type() -> None:
@@ -69,8 +75,8 @@ def test_variables_lists_the_names_read() -> None:
 
 
 def test_step_outputs_answer_to_snake_case_names_like_the_trigger() -> None:
-    from connector.runtime import _template_view
-    from connector.templates import Template
+    from connector.automation.templates import Template
+    from connector.dispatch.runtime import _template_view
 
     steps = {"make": _template_view({"id": "g1", "generation": {"errorMessage": "boom"}})}
     assert Template("{{ steps.make.generation.error_message }}").render({"steps": steps}) == "boom"

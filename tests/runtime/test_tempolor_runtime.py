@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from mutagen.id3 import ID3
 
-from connector.client import FinetuningClient
-from connector.config import ConfigError, parse_config
+from connector.automation.config import ConfigError, parse_config
+from connector.dispatch.runtime import RunRecord, Runtime
 from connector.events import Event
-from connector.models import Generation, GenerationStatus
-from connector.runtime import RunRecord, Runtime
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import Generation, GenerationStatus
+from connector.providers.tempolor.client import TempolorClient
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.store import Store
-from connector.tempolor import TempolorClient
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from connector.models import Generation
+from connector.journal.store import encode_json
+from connector.providers.finetuning.models import Generation
+from connector.providers.tempolor.models import TempolorJob
 from connector.redaction import (
     REDACTED,
     SECRETS,
@@ -19,8 +21,6 @@ from connector.redaction import (
     register_secret,
     strip_url_secrets,
 )
-from connector.store import encode_json
-from connector.tempolor_models import TempolorJob
 
 TOKEN = "tok/en+with=odd~chars_0123456789"
 
@@ -154,7 +154,7 @@ def test_lower_case_hex_and_an_encoded_tilde_are_caught_too(registry: SecretSet)
 def test_what_a_template_renders_is_scrubbed_but_literal_options_are_kept(
     registry: SecretSet,
 ) -> None:
-    from connector.templates import Template, render
+    from connector.automation.templates import Template, render
 
     register_secret(TOKEN)
     options = {
@@ -169,8 +169,8 @@ def test_the_lines_run_prints_as_things_happen_are_scrubbed(registry: SecretSet)
     import io
     from types import SimpleNamespace
 
+    from connector.app import watch
     from connector.events import Event
-    from connector.runner import watch
 
     register_secret(TOKEN)
     runtime = SimpleNamespace(event_listeners=[], step_listeners=[], run_listeners=[])

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from connector.events import SCHEDULE, Event
-from connector.models import Generation, iso_utc
-from connector.store import SCHEMA_VERSION, Store, StoreError, encode_json
+from connector.journal.store import SCHEMA_VERSION, Store, StoreError, encode_json
+from connector.providers.finetuning.models import Generation, iso_utc
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 from connector.events import Event
-from connector.store import Store
+from connector.journal.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     from connector.events import Event
-    from connector.store import Store
+    from connector.journal.store import Store
 
     store = Store.open(sys.argv[1])
     print("ready", flush=True)

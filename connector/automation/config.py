@@ -38,14 +38,20 @@ from urllib.parse import urlsplit
 import voluptuous as vol
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 
-from .client import API_KEY_PATTERN, check_api_key
-from .client import DEFAULT_BASE_URL as FT_BASE_URL
-from .exceptions import InvalidApiKeyError
-from .redaction import register_secret
-from .registry import PROVIDERS, ActionSpec, Registry, TriggerSpec, default_registry
-from .templates import Template, TemplateError, is_template
-from .tempolor import DEFAULT_BASE_URL as TP_BASE_URL
-from .tempolor import check_api_token
+from connector.automation.registry import (
+    PROVIDERS,
+    ActionSpec,
+    Registry,
+    TriggerSpec,
+    default_registry,
+)
+from connector.automation.templates import Template, TemplateError, is_template
+from connector.errors import InvalidApiKeyError
+from connector.providers.finetuning.client import API_KEY_PATTERN, check_api_key
+from connector.providers.finetuning.client import DEFAULT_BASE_URL as FT_BASE_URL
+from connector.providers.tempolor.client import DEFAULT_BASE_URL as TP_BASE_URL
+from connector.providers.tempolor.client import check_api_token
+from connector.redaction import register_secret
 
 __all__ = [
     "CONFIG_REFERENCE",
@@ -1346,7 +1352,7 @@ _V = TypeVar("_V", bound=Callable[..., Any])
 def _exported(json_schema: dict[str, Any]) -> Callable[[_V], _V]:
     """Attach to a validator the JSON Schema it stands for.
 
-    `connector.jsonschema` reads it for the export and for the README's config
+    `connector.automation.jsonschema` reads it for the export and for the README's config
     reference; `x-allowed` there is the "allowed" column in words.
     """
 
@@ -1819,7 +1825,7 @@ CONFIG_REFERENCE: tuple[ConfigSection, ...] = (
 )
 """The config file reference: every section and key, with defaults and ranges.
 
-The README's reference is generated from it (`connector.jsonschema.config_markdown`).
+The README's reference is generated from it (`connector.automation.jsonschema.config_markdown`).
 """
 
 # Keys whose value is a secret wherever it comes from (literal, !env, !secret).

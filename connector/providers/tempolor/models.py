@@ -17,8 +17,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from .exceptions import FieldProblem, RequestValidationError
-from .models import (
+from connector.errors import FieldProblem, RequestValidationError
+from connector.providers.finetuning.models import (
     ApiModel,
     Bpm,
     Generation,
@@ -29,7 +29,7 @@ from .models import (
     _problems,
     _text,
 )
-from .redaction import strip_url_secrets
+from connector.redaction import strip_url_secrets
 
 PROVIDER = "tempolor"
 

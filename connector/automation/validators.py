@@ -13,7 +13,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from .templates import Template
+from connector.automation.templates import Template
 
 
 def templatable(validator: Any) -> Any:
@@ -102,3 +102,8 @@ def positive_seconds(value: Any) -> float:
 
 
 PROVIDER = one_of("finetuning", "tempolor")
+
+
+# An option that names a playlist (by id or by name): `check` looks these up in
+# the account, so actions must declare their playlist options with this object.
+PLAYLIST = templatable(vol.All(str, vol.Length(min=1)))

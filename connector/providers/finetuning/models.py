@@ -31,8 +31,8 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 
-from .exceptions import FieldProblem, RequestValidationError
-from .redaction import strip_url_secrets
+from connector.errors import FieldProblem, RequestValidationError
+from connector.redaction import strip_url_secrets
 
 MAX_BULK_IDS = 100
 

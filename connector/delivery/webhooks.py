@@ -37,9 +37,9 @@ import aiohttp
 from pydantic import BaseModel
 from yarl import URL
 
-from .exceptions import FinetuningError
-from .redaction import scrub
-from .version import USER_AGENT
+from connector.errors import FinetuningError
+from connector.redaction import scrub
+from connector.version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
 

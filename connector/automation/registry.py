@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import voluptuous as vol
 
 if TYPE_CHECKING:
-    from .events import Event
-    from .runtime import ActionContext, TriggerContext
+    from connector.dispatch.runtime import ActionContext, TriggerContext
+    from connector.events import Event
 
 PROVIDERS = frozenset({"finetuning", "tempolor"})
 TRIGGER_ENTRY_POINTS = "ftconnect.triggers"
@@ -121,8 +121,8 @@ class Registry:
     def discover(cls, *, with_plugins: bool = True) -> Registry:
         """Load the built-in `triggers/` and `actions/` modules and installed plugins."""
         registry = cls()
-        import actions
-        import triggers
+        actions = importlib.import_module("connector.actions")
+        triggers = importlib.import_module("connector.triggers")
 
         for module in _modules(triggers):
             registry.add_trigger(_spec(module, "TRIGGER", TriggerSpec), module.__name__)

@@ -3,7 +3,7 @@
 `run` starts the runtime for a file and keeps it running until SIGINT or
 SIGTERM, then stops gracefully (no new work; runs in flight finish). Its first
 line says which server and which key it uses and where each came from (one
-precedence for every command: `connector.cli.resolve_endpoint`). With no API
+precedence for every command: `connector.cli.main.resolve_endpoint`). With no API
 key anywhere it starts the embedded sandbox in-process and says so, so the
 examples work offline.
 
@@ -30,9 +30,7 @@ from urllib.parse import urlsplit
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no type hints
 
-from .cli import KEY_VARIABLE, Endpoint, resolve_endpoint
-from .client import DEFAULT_BASE_URL, FinetuningClient
-from .config import (
+from connector.automation.config import (
     DEFAULT_STATE_DIR,
     SECRETS_FILE,
     ConfigError,
@@ -41,17 +39,20 @@ from .config import (
     api_key_problem,
     load_config,
 )
-from .events import Event
-from .exceptions import FinetuningError
-from .ratelimit import RateBudget
-from .redaction import dumps, register_secret, scrub_text
-from .registry import ActionSpec, Registry, default_registry
-from .runtime import ListenerStartError, RunRecord, Runtime, StepRecord
-from .statelock import StateDirLocked, holder
-from .store import Store, StoreError
+from connector.automation.registry import ActionSpec, Registry, default_registry
+from connector.automation.validators import PLAYLIST
+from connector.cli.main import KEY_VARIABLE, Endpoint, resolve_endpoint
+from connector.dispatch.runtime import ListenerStartError, RunRecord, Runtime, StepRecord
+from connector.errors import FinetuningError
+from connector.events import Event
+from connector.journal.lock import StateDirLocked, holder
+from connector.journal.store import Store, StoreError
+from connector.providers.finetuning.client import DEFAULT_BASE_URL, FinetuningClient
+from connector.providers.ratelimit import RateBudget
+from connector.redaction import dumps, register_secret, scrub_text
 
 if TYPE_CHECKING:
-    from .tempolor import TempolorClient
+    from connector.providers.tempolor.client import TempolorClient
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID = 0, 1, 2
 
@@ -122,7 +123,7 @@ async def _tempolor(
     if not token:
         yield None
         return
-    from .tempolor import TempolorClient
+    from connector.providers.tempolor.client import TempolorClient
 
     if base_url:
         async with TempolorClient(token, base_url=base_url) as client:
@@ -363,9 +364,7 @@ def lenient_endpoint(
 
 
 def playlist_options(spec: ActionSpec) -> list[str]:
-    """The options of an action that name a playlist (declared with actions' PLAYLIST)."""
-    from actions._common import PLAYLIST
-
+    """The options of an action that name a playlist (declared with `validators.PLAYLIST`)."""
     names: list[str] = []
     for marker, validator in spec.schema.schema.items():
         name = getattr(marker, "schema", marker)
@@ -379,7 +378,7 @@ async def missing_playlists(
 ) -> list[ConfigProblem]:
     """The references no playlist of the account answers to, each with a did-you-mean;
     one request for the list (plus one per id that is not one of the account's)."""
-    from .exceptions import NotFoundError
+    from connector.errors import NotFoundError
 
     if not references:
         return []
@@ -416,7 +415,7 @@ async def missing_playlists(
 
 
 def _looks_like_id(reference: str) -> bool:
-    from .client import _looks_like_id as looks_like_id
+    from connector.providers.finetuning.client import _looks_like_id as looks_like_id
 
     return bool(looks_like_id(reference))
 
@@ -456,7 +455,7 @@ async def open_client(config: ConnectorConfig, out: TextIO) -> AsyncIterator[Con
             ):
                 yield Connections(client, store, tempolor_client)
         return
-    from .sandbox import SandboxConfig, run_sandbox
+    from connector.sandbox import SandboxConfig, run_sandbox
 
     async with run_sandbox(SandboxConfig(pending_delay=0.5, processing_delay=2.0)) as sandbox:
         print(
@@ -526,7 +525,7 @@ async def run_file(
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    from .listener import install_quiet_accept_errors, raise_file_limit
+    from connector.ingress.webhooks import install_quiet_accept_errors, raise_file_limit
 
     # A listener facing the internet: room for many sockets, and if they run out
     # anyway, one log line a minute about it instead of a traceback per accept().
@@ -539,7 +538,7 @@ async def run_file(
 
 
 def _tempolor_line(config: ConnectorConfig, file_name: str) -> str:
-    from .tempolor import DEFAULT_BASE_URL as TEMPOLOR_URL
+    from connector.providers.tempolor.client import DEFAULT_BASE_URL as TEMPOLOR_URL
 
     assert config.tempolor is not None
     settings = config.tempolor
@@ -727,7 +726,7 @@ async def check_file(
 
 def schema_document(registry: Registry | None = None) -> str:
     """`ftconnect schema`: every trigger and action as one JSON Schema document."""
-    from .jsonschema import registry_document
+    from connector.automation.jsonschema import registry_document
 
     return json.dumps(registry_document(registry or default_registry()), indent=2)
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from yarl import URL
 
-from .exceptions import (
+from connector.errors import (
     AddFailedError,
     AmbiguousPlaylistError,
     BulkOperationError,
@@ -49,7 +49,7 @@ from .exceptions import (
     UnexpectedResponseError,
     error_for,
 )
-from .models import (
+from connector.providers.finetuning.models import (
     Account,
     BulkResult,
     Generation,
@@ -61,7 +61,7 @@ from .models import (
     chunked,
     validate_ids,
 )
-from .ratelimit import (
+from connector.providers.ratelimit import (
     ANNOUNCE_AFTER,
     Clock,
     RateBudget,
@@ -72,8 +72,8 @@ from .ratelimit import (
     said_if_slow,
     waits_reported_to,
 )
-from .redaction import register_secret
-from .version import USER_AGENT
+from connector.redaction import register_secret
+from connector.version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class FinetuningClient(SessionOwner):
     connection never opened (refused, unknown host, no answer within
     `connect_timeout`). Every wait over 2 s (a budget slot, a `Retry-After`, a
     backoff) is logged at INFO on `connector.waits` and passed to `on_wait`
-    (see `connector.ratelimit.WaitCallback`; settable after construction).
+    (see `connector.providers.ratelimit.WaitCallback`; settable after construction).
     """
 
     def __init__(

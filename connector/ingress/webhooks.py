@@ -57,10 +57,10 @@ from aiohttp.abc import AbstractAccessLogger
 from pydantic import ValidationError
 from yarl import URL
 
-from .events import Event
-from .models import Generation
-from .redaction import finite, spellings
-from .tempolor_models import TempolorJob
+from connector.events import Event
+from connector.providers.finetuning.models import Generation
+from connector.providers.tempolor.models import TempolorJob
+from connector.redaction import finite, spellings
 
 if TYPE_CHECKING:
     from logging import _ExcInfoType

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .client import FinetuningClient
-from .events import Event, generation_event_key
-from .exceptions import FinetuningError
-from .models import Generation
-from .store import StoreError
+from connector.errors import FinetuningError
+from connector.events import Event, generation_event_key
+from connector.journal.store import StoreError
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import Generation
 
 if TYPE_CHECKING:
-    from .tempolor import TempolorClient
+    from connector.providers.tempolor.client import TempolorClient
 
 _LOGGER = logging.getLogger(__name__)
 

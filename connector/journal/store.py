@@ -67,9 +67,9 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from .events import Event, generation_dict
-from .models import Generation, iso_utc
-from .redaction import scrub, scrub_text
+from connector.events import Event, generation_dict
+from connector.providers.finetuning.models import Generation, iso_utc
+from connector.redaction import scrub, scrub_text
 
 _LOGGER = logging.getLogger(__name__)
 

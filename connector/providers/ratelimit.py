@@ -10,7 +10,7 @@ with other programs using the same key) and `Retry-After` tighten it further.
 No wait is silent: one longer than `ANNOUNCE_AFTER` (2 s) is said once, as an
 INFO record on the `connector.waits` logger ("waiting 23.4 s for the reads
 budget (...)") and through an optional `on_wait(reason, seconds)` callback that
-a terminal can render (`connector.progress.WaitProgress`). The API clients use
+a terminal can render (`connector.cli.progress.WaitProgress`). The API clients use
 the same helpers for their retry backoff.
 """
 

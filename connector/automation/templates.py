@@ -20,7 +20,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .redaction import scrub
+from connector.redaction import scrub
 
 
 class TemplateError(Exception):

@@ -68,10 +68,10 @@ from mutagen import MutagenError
 from mutagen.id3 import ID3NoHeaderError
 from yarl import URL
 
-from .exceptions import FinetuningError
-from .models import Generation
-from .redaction import scrub
-from .version import USER_AGENT
+from connector.errors import FinetuningError
+from connector.providers.finetuning.models import Generation
+from connector.redaction import scrub
+from connector.version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -231,7 +231,7 @@ class DownloadProgress:
 class WaitProgress:
     """`⠹ waiting 21 s for the reads budget (60 requests per 60 s)` while the client waits.
 
-    Pass it as the API client's `on_wait` (`connector.ratelimit.WaitCallback`):
+    Pass it as the API client's `on_wait` (`connector.providers.ratelimit.WaitCallback`):
     the client calls it once when a wait over 2 s starts and calls what it
     returns when the wait ends. Meanwhile the line counts down; when the wait
     ends it is erased. It overlays the `StatusLine` (a `GenerationProgress` on

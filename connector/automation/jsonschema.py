@@ -9,7 +9,7 @@ config reference (`config_markdown`).
 The conversion understands the voluptuous building blocks (dicts with
 Required/Optional markers, defaults and descriptions, lists, Any, All, In,
 Range, Length, Coerce, Match, Url, ...) and the validators of
-`connector.validation`, which carry attributes for it. A field that accepts a
+`connector.automation.validators`, which carry attributes for it. A field that accepts a
 template is exported as its inner schema with `"x-template": true`: a form
 builder shows the inner type, and knows a `{{ ... }}` string is allowed too.
 Anything it does not understand becomes `{}` with a description naming the
@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
-from .registry import ActionSpec, Registry, TriggerSpec
-from .validation import id_list, positive_seconds
+from connector.automation.registry import ActionSpec, Registry, TriggerSpec
+from connector.automation.validators import id_list, positive_seconds
 
 if TYPE_CHECKING:
-    from .config import ConfigSection
+    from connector.automation.config import ConfigSection
 
 __all__ = ["config_markdown", "registry_document", "registry_markdown", "to_json_schema"]
 
@@ -447,10 +447,10 @@ def config_markdown(sections: Sequence[ConfigSection] | None = None) -> str:
 
     One row per key: its path (as error messages write it), its default, what
     values are allowed (type and range, from the schema) and its description.
-    `sections` defaults to `connector.config.CONFIG_REFERENCE`.
+    `sections` defaults to `connector.automation.config.CONFIG_REFERENCE`.
     """
     if sections is None:
-        from .config import CONFIG_REFERENCE
+        from connector.automation.config import CONFIG_REFERENCE
 
         sections = CONFIG_REFERENCE
     lines: list[str] = []
@@ -537,9 +537,9 @@ def _number(value: Any) -> str:
 
 
 def _main(argv: Sequence[str]) -> int:
-    """`python -m connector.jsonschema config`: print the README's config reference."""
+    """`python -m connector.automation.jsonschema config`: print the README's config reference."""
     if list(argv) != ["config"]:
-        print("usage: python -m connector.jsonschema config", file=sys.stderr)
+        print("usage: python -m connector.automation.jsonschema config", file=sys.stderr)
         return 2
     print(config_markdown(), end="")
     return 0

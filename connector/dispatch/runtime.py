@@ -32,21 +32,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import voluptuous as vol
 from pydantic.alias_generators import to_camel
 
-from .client import FinetuningClient
-from .config import AutomationConfig, ConnectorConfig, StepConfig
-from .events import Event
-from .exceptions import FinetuningError, GenerationClaimedError
-from .models import Generation
-from .poller import GenerationPoller, PollerState, TempolorJobPoller
-from .redaction import register_secret
-from .registry import Registry, default_registry
-from .statelock import StateDirLock
-from .store import RunRow, Store, StoreError
-from .templates import Template, TemplateError, render
+from connector.automation.config import AutomationConfig, ConnectorConfig, StepConfig
+from connector.automation.registry import Registry, default_registry
+from connector.automation.templates import Template, TemplateError, render
+from connector.errors import FinetuningError, GenerationClaimedError
+from connector.events import Event
+from connector.ingress.poller import GenerationPoller, PollerState, TempolorJobPoller
+from connector.journal.lock import StateDirLock
+from connector.journal.store import RunRow, Store, StoreError
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import Generation
+from connector.redaction import register_secret
 
 if TYPE_CHECKING:
-    from .listener import WebhookListener
-    from .tempolor import TempolorClient
+    from connector.ingress.webhooks import WebhookListener
+    from connector.providers.tempolor.client import TempolorClient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -345,7 +345,7 @@ class Runtime:
                     )
 
     async def _start_listener(self) -> None:
-        from .listener import WebhookListener
+        from connector.ingress.webhooks import WebhookListener
 
         webhook = self.config.webhook
         assert webhook is not None

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import aiohttp
 
-    from .client import FinetuningClient
-    from .models import BulkResult, Generation, GenerationRequest
+    from connector.providers.finetuning.client import FinetuningClient
+    from connector.providers.finetuning.models import BulkResult, Generation, GenerationRequest
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -40,7 +40,7 @@ POLL_FACTOR = 1.3
 POLL_MAX_DELAY = 15.0
 POLL_TIMEOUT = 300.0
 
-# What `runs --status` takes: the journal's statuses (connector.store: RUN_STATUSES,
+# What `runs --status` takes: the journal's statuses (connector.journal.store: RUN_STATUSES,
 # RUNNING, REPLAYED; a test keeps them equal), without importing the store here.
 RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file", nargs="?", help="automations file (for its state_dir)")
     replay.add_argument("--state-dir", help="the journal's folder (default: ./.ftconnect)")
 
-    from .sandbox import cli as sandbox_cli  # argparse-only module: cheap to import
+    from connector.sandbox import cli as sandbox_cli  # argparse-only module: cheap to import
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -473,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # --help and usage errors: argparse has printed; keep main() returning a code.
         return exit_.code if isinstance(exit_.code, int) else EXIT_INVALID
     if args.version:
-        from .version import __version__
+        from connector.version import __version__
 
         print(f"ftconnect {__version__}")
         return EXIT_OK
@@ -481,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     if args.command == "sandbox":
-        from .sandbox import cli as sandbox_cli
+        from connector.sandbox import cli as sandbox_cli
 
         return sandbox_cli.run(args)
     import asyncio
@@ -509,8 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         # A journal that is corrupt, locked or unwritable: one clear line, not a traceback.
         # (Imported here: the store is not loaded for commands that never open it.)
-        from .statelock import StateDirLocked
-        from .store import StoreError
+        from connector.journal.lock import StateDirLocked
+        from connector.journal.store import StoreError
 
         if isinstance(err, StoreError | StateDirLocked):
             print(f"ftconnect: error: {err}", file=sys.stderr)
@@ -573,19 +573,19 @@ def _chosen_parser(
 async def _automations_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import runner
+    from connector import app as runner
 
     if args.command == "schema":
         if args.markdown:
-            from .jsonschema import registry_markdown
-            from .registry import default_registry
+            from connector.automation.jsonschema import registry_markdown
+            from connector.automation.registry import default_registry
 
             print(registry_markdown(default_registry()))
         else:
             print(runner.schema_document())
         return EXIT_OK
     if args.command in ("events", "runs", "replay"):
-        from .config import ConfigError
+        from connector.automation.config import ConfigError
 
         try:
             state = runner.state_dir_for(args.file, args.state_dir)
@@ -627,7 +627,7 @@ class CliError(Exception):
 
 def _print_error(message: object, *, no_color: bool) -> None:
     """`ftconnect: error: ...` on stderr."""
-    from .progress import RED, color_enabled, paint
+    from connector.cli.progress import RED, color_enabled, paint
 
     label = paint("error", RED, color_enabled(sys.stderr, no_color=no_color))
     print(f"ftconnect: {label}: {message}", file=sys.stderr)
@@ -639,7 +639,7 @@ class _Context:
     def __init__(self, args: argparse.Namespace) -> None:
         from contextlib import AsyncExitStack
 
-        from .progress import StatusLine, WaitProgress, color_enabled
+        from connector.cli.progress import StatusLine, WaitProgress, color_enabled
 
         self.args = args
         self.endpoint = _endpoint(args)
@@ -674,8 +674,8 @@ class _Context:
     async def client(self) -> FinetuningClient:
         """The API client; raises MissingApiKeyError / InvalidApiKeyError without a usable key."""
         if self._client is None:
-            from .client import FinetuningClient
-            from .exceptions import MissingApiKeyError
+            from connector.errors import MissingApiKeyError
+            from connector.providers.finetuning.client import FinetuningClient
 
             if not self.api_key:
                 raise MissingApiKeyError(
@@ -706,7 +706,7 @@ class _Context:
 
     def warn(self, message: str) -> None:
         """`ftconnect: warning: ...` on stderr."""
-        from .progress import YELLOW, paint
+        from connector.cli.progress import YELLOW, paint
 
         print(f"ftconnect: {paint('warning', YELLOW, self.err_color)}: {message}", file=sys.stderr)
 
@@ -725,12 +725,12 @@ Command = Callable[[_Context], Awaitable[int]]
 
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
-        from .demo import run_demo
+        from connector.cli.demo import run_demo
 
         return await run_demo(seed=args.seed)
     if args.command in ("run", "check", "schema", "events", "runs", "replay"):
         return await _automations_command(args)
-    from .exceptions import AuthenticationError, FinetuningError, ValidationError
+    from connector.errors import AuthenticationError, FinetuningError, ValidationError
 
     ctx = _Context(args)
     command = args.command if args.command != "playlist" else f"playlist {args.playlist_command}"
@@ -774,8 +774,8 @@ class Endpoint:
 
     def describe(self) -> str:
         """`Server: URL (from --base-url); key: ft_live_… (from $FINETUNING_API_KEY)`."""
-        from .client import redact_key
-        from .redaction import strip_url_secrets
+        from connector.providers.finetuning.client import redact_key
+        from connector.redaction import strip_url_secrets
 
         return (
             f"Server: {strip_url_secrets(self.base_url)} (from {self.base_url_origin}); "
@@ -801,7 +801,7 @@ def resolve_endpoint(
     every command and every file of the shell. A file that wants the environment
     says so with `api_key: !env FINETUNING_API_KEY`.
     """
-    from .client import DEFAULT_BASE_URL
+    from connector.providers.finetuning.client import DEFAULT_BASE_URL
 
     env = os.environ if environ is None else environ
     where = f" in {file_name}" if file_name else " in the file"
@@ -824,7 +824,7 @@ def _register_url_password(url: str) -> None:
     import contextlib
     from urllib.parse import urlsplit
 
-    from .redaction import register_secret
+    from connector.redaction import register_secret
 
     with contextlib.suppress(ValueError):  # not a URL: refused elsewhere, clearly
         register_secret(urlsplit(url).password)
@@ -854,8 +854,8 @@ def _setup_logging(
     """
     import logging
 
-    from .client import redact_key
-    from .redaction import ScrubFilter, register_secret
+    from connector.providers.finetuning.client import redact_key
+    from connector.redaction import ScrubFilter, register_secret
 
     register_secret(api_key)
 
@@ -902,7 +902,7 @@ def _trace_config(api_key: str | None) -> Any:
 
     import aiohttp
 
-    from .client import redact_key
+    from connector.providers.finetuning.client import redact_key
 
     logger = logging.getLogger("connector.http")
     started: dict[int, float] = {}
@@ -949,13 +949,13 @@ def _trace_config(api_key: str | None) -> Any:
 
 def _generation_json(generation: Any) -> dict[str, Any]:
     """A generation as every --json shows it: the wire form plus `provider`."""
-    from .events import generation_dict
+    from connector.events import generation_dict
 
     return generation_dict(generation)
 
 
 def _print_json(value: Any) -> None:
-    from .redaction import dumps
+    from connector.redaction import dumps
 
     print(dumps(value, indent=2, ensure_ascii=False))
 
@@ -1089,8 +1089,8 @@ async def _cmd_playlist_show(ctx: _Context) -> int:
 
 def _generation_request(ctx: _Context) -> GenerationRequest:
     """The checked request; raises RequestValidationError (exit 2) before anything is sent."""
-    from .exceptions import FieldProblem, RequestValidationError
-    from .models import GenerationRequest
+    from connector.errors import FieldProblem, RequestValidationError
+    from connector.providers.finetuning.models import GenerationRequest
 
     args = ctx.args
     lyrics = args.lyrics
@@ -1153,7 +1153,7 @@ def clamp_warnings(request: GenerationRequest, generation: Generation) -> list[s
 async def _cmd_generate(ctx: _Context) -> int:
     import asyncio
 
-    from .progress import GenerationProgress
+    from connector.cli.progress import GenerationProgress
 
     args = ctx.args
     request = _generation_request(ctx)
@@ -1225,8 +1225,8 @@ async def _save(
     ctx: _Context, generation: Generation, *, library: str | None, output: str | None
 ) -> dict[str, Any]:
     """Download a completed generation's MP3 with progress on stderr; returns what was saved."""
-    from .media import DownloadError, download_track
-    from .progress import DownloadProgress
+    from connector.cli.progress import DownloadProgress
+    from connector.delivery.library import DownloadError, download_track
 
     library, template = _destination(library, output)
     progress = DownloadProgress(ctx.line)
@@ -1253,7 +1253,7 @@ async def _save(
 
 def _check_folder(option: str, folder: str) -> None:
     """Refuse (exit 2) a destination folder that does not exist, before any request."""
-    from .exceptions import FieldProblem, RequestValidationError
+    from connector.errors import FieldProblem, RequestValidationError
 
     if not os.path.isdir(os.path.expanduser(folder)):
         problem = FieldProblem(option, f"folder {folder!r} does not exist")
@@ -1262,7 +1262,7 @@ def _check_folder(option: str, folder: str) -> None:
 
 def _destination(library: str | None, output: str | None) -> tuple[str, str]:
     """The library folder and path template for `--library DIR` or `-o PATH`."""
-    from .media import DEFAULT_PATH_TEMPLATE
+    from connector.delivery.library import DEFAULT_PATH_TEMPLATE
 
     if output is None:
         return library if library is not None else os.getcwd(), DEFAULT_PATH_TEMPLATE
@@ -1273,7 +1273,7 @@ def _destination(library: str | None, output: str | None) -> tuple[str, str]:
 
 
 async def _cmd_download(ctx: _Context) -> int:
-    from .exceptions import FieldProblem, RequestValidationError
+    from connector.errors import FieldProblem, RequestValidationError
 
     args = ctx.args
     output = args.output
@@ -1317,7 +1317,7 @@ def _default_filename(generation: Generation) -> str:
 
 def _confirm_delete(ids: Sequence[str]) -> bool:
     """Ask on stderr, read the answer from stdin; refuse outright when nobody can answer."""
-    from .progress import is_terminal
+    from connector.cli.progress import is_terminal
 
     if not is_terminal(sys.stdin):
         raise CliError(
@@ -1365,7 +1365,7 @@ async def _cmd_playlist_remove(ctx: _Context) -> int:
 
 
 async def _cmd_playlist_move(ctx: _Context) -> int:
-    from .exceptions import FieldProblem, RequestValidationError
+    from connector.errors import FieldProblem, RequestValidationError
 
     args = ctx.args
     client = await ctx.client()
@@ -1393,8 +1393,8 @@ async def _bulk(
     `already` = (JSON key, words): items refused because they are already as asked
     (a track already in the playlist) count as done and are said apart.
     """
-    from .exceptions import FinetuningError
-    from .models import BulkResult
+    from connector.errors import FinetuningError
+    from connector.providers.finetuning.models import BulkResult
 
     try:
         result = await call()
@@ -1452,10 +1452,10 @@ def _report(
 async def _cmd_doctor(ctx: _Context) -> int:
     import platform
 
-    from .client import check_api_key, redact_key
-    from .exceptions import FinetuningError
-    from .progress import GREEN, RED, paint
-    from .version import __version__
+    from connector.cli.progress import GREEN, RED, paint
+    from connector.errors import FinetuningError
+    from connector.providers.finetuning.client import check_api_key, redact_key
+    from connector.version import __version__
 
     args = ctx.args
     results: list[tuple[bool, str, str]] = []
@@ -1516,7 +1516,7 @@ async def _cmd_doctor(ctx: _Context) -> int:
         )
     else:
         print(f"version:   ftconnect {__version__} (Python {platform.python_version()})")
-        from .redaction import strip_url_secrets
+        from connector.redaction import strip_url_secrets
 
         shown = strip_url_secrets(endpoint.base_url)
         print(f"base URL:  {shown} (from {endpoint.base_url_origin})")
@@ -1538,8 +1538,8 @@ def _doctor_file(ctx: _Context, file: str) -> tuple[bool, str, str]:
     """Load FILE as `run` would; its key and server then count (see resolve_endpoint)."""
     from pathlib import Path
 
-    from . import runner
-    from .config import ConfigError
+    from connector import app as runner
+    from connector.automation.config import ConfigError
 
     path = Path(file)
     args = ctx.args
@@ -1564,7 +1564,7 @@ async def _check_health(ctx: _Context) -> tuple[bool, str, str]:
     import aiohttp
     from yarl import URL
 
-    from .version import USER_AGENT
+    from connector.version import USER_AGENT
 
     try:
         url = URL(ctx.base_url.rstrip("/")).join(URL("/health"))

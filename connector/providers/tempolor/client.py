@@ -27,7 +27,25 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
-from .client import (
+from connector.errors import (
+    AuthenticationError,
+    FieldProblem,
+    FinetuningConnectionError,
+    FinetuningError,
+    FinetuningTimeoutError,
+    GenerationOutcomeUnknownError,
+    GenerationTimeoutError,
+    InvalidApiKeyError,
+    MonthlyLimitReachedError,
+    NotFoundError,
+    RateLimitedError,
+    RateLimitError,
+    RequestValidationError,
+    ServerError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from connector.providers.finetuning.client import (
     _RETRYABLE_STATUSES,
     DEFAULT_CONNECT_TIMEOUT,
     SessionOwner,
@@ -46,27 +64,8 @@ from .client import (
     _retry_sleep,
     _segment,
 )
-from .exceptions import (
-    AuthenticationError,
-    FieldProblem,
-    FinetuningConnectionError,
-    FinetuningError,
-    FinetuningTimeoutError,
-    GenerationOutcomeUnknownError,
-    GenerationTimeoutError,
-    InvalidApiKeyError,
-    MonthlyLimitReachedError,
-    NotFoundError,
-    RateLimitedError,
-    RateLimitError,
-    RequestValidationError,
-    ServerError,
-    UnexpectedResponseError,
-    ValidationError,
-)
-from .ratelimit import Clock, Sleep, WaitCallback, said_if_slow
-from .redaction import register_secret
-from .tempolor_models import (
+from connector.providers.ratelimit import Clock, Sleep, WaitCallback, said_if_slow
+from connector.providers.tempolor.models import (
     FILE_FORMATS,
     JOB_TYPES,
     InstrumentalRequest,
@@ -76,7 +75,8 @@ from .tempolor_models import (
     TempolorJobPage,
     _TempolorRequest,
 )
-from .version import USER_AGENT
+from connector.redaction import register_secret
+from connector.version import USER_AGENT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class TempolorClient(SessionOwner):
     Retries as `FinetuningClient`: `max_retries` times, `connect_retries` times
     (default: `max_retries`) when the connection never opened; `connect_timeout`
     bounds opening a connection. A backoff over 2 s is logged at INFO on
-    `connector.waits` and passed to `on_wait` (see `connector.ratelimit.WaitCallback`).
+    `connector.waits` and passed to `on_wait` (see `connector.providers.ratelimit.WaitCallback`).
     """
 
     def __init__(

@@ -16,17 +16,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .client import FinetuningClient
-from .config import ConfigError, load_config
-from .events import Event
-from .exceptions import FinetuningError
-from .models import GenerationRequest
-from .runner import watch
-from .runtime import RunRecord, Runtime
-from .sandbox import SandboxConfig, run_sandbox
-from .store import Store
+from connector.app import watch
+from connector.automation.config import ConfigError, load_config
+from connector.dispatch.runtime import RunRecord, Runtime
+from connector.errors import FinetuningError
+from connector.events import Event
+from connector.journal.store import Store
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.models import GenerationRequest
+from connector.sandbox import SandboxConfig, run_sandbox
 
-DEMO_FILE = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
+DEMO_FILE = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 DEMO_REQUESTS = (
     {"tags": "lofi chill piano, vinyl crackle, rainy night", "duration": 30, "bpm": 80},
     {"tags": "epic orchestral trailer, big drums", "duration": 15, "bpm": 140, "key": "D"},
