@@ -1,1 +1,1 @@
-"""Action declarations: one module per action type (see DESIGN.md)."""
+"""Action declarations: one module per action type, each with `ACTION = ActionSpec(...)`."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector.automation.validators import id_list, templatable
 from connector.errors import BulkOperationError
+from connector.plugin import id_list, templatable
 from connector.providers.finetuning.models import BulkResult
 
 TRACKS = templatable(id_list)

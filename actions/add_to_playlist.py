@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import ActionSpec
-from connector.automation.validators import PLAYLIST
+from connector.plugin import PLAYLIST, ActionContext, ActionSpec
 
 from ._common import ALREADY_IN_PLAYLIST, TRACKS, bulk_output
-
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import ActionContext
 
 
 async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str, Any]:

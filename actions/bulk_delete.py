@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import ActionSpec
 from connector.errors import NotFoundError
+from connector.plugin import ActionContext, ActionSpec
 
 from ._common import NOT_OWNED, TRACKS, bulk_output
-
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import ActionContext
 
 DRY_RUN_LOOKUPS = 25  # beyond this, a dry run lists ids without looking each one up
 

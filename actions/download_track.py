@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import ActionSpec
-from connector.automation.validators import one_of, templatable
-from connector.delivery.library import (
-    PROVIDER_ARTISTS,
-    SIDECARS,
-    TEMPLATE_FIELDS,
-    DownloadError,
-    DownloadResult,
-    check_file_mode,
-    default_path_template,
-    download_track,
-    parse_template,
-)
+from connector.delivery.download import DownloadResult, download_track
+from connector.delivery.errors import DownloadError
+from connector.delivery.files import SIDECARS, check_file_mode
+from connector.delivery.paths import TEMPLATE_FIELDS, default_path_template, parse_template
+from connector.delivery.tags import PROVIDER_ARTISTS
+from connector.plugin import ActionContext, ActionSpec, one_of, templatable
 from connector.providers.finetuning.models import Generation, GenerationStatus
-
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import ActionContext
 
 
 def _sidecars(value: Any) -> list[str]:
@@ -115,6 +105,7 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
         return await download_track(
             generation,
             os.path.expanduser(options["library"]),  # noqa: ASYNC240  # string work, no I/O
+            session=context.session,
             path_template=options.get("path_template"),  # None: the provider's default
             album=options.get("album"),
             artist=options.get("artist"),  # None: the provider's name

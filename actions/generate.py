@@ -6,19 +6,16 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import ActionSpec
-from connector.automation.validators import number_range, one_of, templatable
 from connector.errors import GenerationFailedError, GenerationOutcomeUnknownError
+from connector.journal.intents import GENERATE_ACTION, GenerationIntent, reply_ref_for
+from connector.plugin import ActionContext, ActionSpec, number_range, one_of, templatable
 from connector.providers.finetuning import models
 from connector.providers.finetuning.models import Generation, GenerationRequest, GenerationStatus
 from connector.providers.tempolor.models import TempolorJob
-
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import ActionContext
 
 
 class AmbiguousSubmissionError(GenerationOutcomeUnknownError):
@@ -29,17 +26,6 @@ CLOCK_SKEW = 120.0  # seconds our clock and TemPolor's may disagree by (replyRef
 # A generation adopted after an unclear answer must be created after the intent was
 # journaled; this allows for timestamps cut to the second and a little clock drift.
 ADOPTION_SKEW = 2.0
-REQUEST_FIELDS = (
-    "tags",
-    "lyrics",
-    "duration",
-    "bpm",
-    "language",
-    "key",
-    "scale",
-    "timesignature",
-    "seed",
-)
 
 
 def _text(limit: int) -> Any:
@@ -89,20 +75,18 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
     """
     if options["provider"] == "tempolor":
         return await _tempolor(context, options)
-    fields = {name: options[name] for name in REQUEST_FIELDS if options.get(name) is not None}
-    intent = context.intent() if context.resuming else None
+    intent = _journaled(context) if context.resuming else None
     if intent is None:
-        fields.setdefault("seed", secrets.randbelow(2**31))
-        intent = {**fields, "at": time.time()}
-    else:
-        fields = {name: intent[name] for name in REQUEST_FIELDS if name in intent}
+        seed = secrets.randbelow(2**31)
+        intent = GenerationIntent.finetuning(options, default_seed=seed, at=time.time())
+    fields = intent.request_fields()
     generation = await _find(context, intent) if context.resuming else None
     if generation is None:
         webhook = context.webhook_url("finetuning")
         if webhook:
             fields["webhook"] = webhook
         request = GenerationRequest.build(allow_local_webhook=context.allow_local_webhook, **fields)
-        await context.record_intent(intent)
+        await context.record_intent(intent.to_json())
         try:
             generation = await context.finetuning.create_generation(request)
         except GenerationOutcomeUnknownError:
@@ -142,14 +126,15 @@ async def _tempolor(context: ActionContext, options: Mapping[str, Any]) -> Mappi
     """TemPolor: a song (with lyrics) or an instrumental; `replyRef` identifies the step,
     so an unknown outcome is reconciled by finding the job that carries it."""
     client = context.tempolor
-    reference = f"ftconnect:{context.run.run_id}:{context.step_index}"
+    reference = reply_ref_for(context.run.run_id, context.step_index)
     job = await _find_job(context, reference) if context.resuming else None
     if job is None:
         fields: dict[str, Any] = {"prompt": options["tags"], "replyRef": reference}
         webhook = context.webhook_url("tempolor")
         if webhook:
             fields["replyUrl"] = webhook
-        await context.record_intent({"replyRef": reference, "at": time.time()})
+        intent = GenerationIntent.tempolor(reference, at=time.time())
+        await context.record_intent(intent.to_json())
         try:
             if options["instrumental"]:
                 for name in ("bpm", "chords", "tonality"):
@@ -188,8 +173,8 @@ async def _tempolor(context: ActionContext, options: Mapping[str, Any]) -> Mappi
 
 async def _find_job(context: ActionContext, reference: str) -> TempolorJob | None:
     """The TemPolor job an earlier attempt of this step created (it carries `replyRef`)."""
-    intent = context.intent() or {}
-    since = datetime.fromtimestamp(float(intent.get("at", time.time())) - CLOCK_SKEW, UTC)
+    intent = _journaled(context)
+    since = datetime.fromtimestamp((intent.at if intent else time.time()) - CLOCK_SKEW, UTC)
     async for job in context.tempolor.iter_jobs():
         if job.reply_ref == reference:
             return job
@@ -198,7 +183,18 @@ async def _find_job(context: ActionContext, reference: str) -> TempolorJob | Non
     return None
 
 
-async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation | None:
+def _journaled(context: ActionContext) -> GenerationIntent | None:
+    """The intent an earlier attempt of this step journaled, if it got that far.
+
+    One this version cannot read fails the step (`IntentFormatError`): what the
+    earlier attempt submitted is then unknown, and guessing could adopt another
+    run's generation or spend a second credit.
+    """
+    journaled = context.intent()
+    return GenerationIntent.from_json(journaled) if journaled is not None else None
+
+
+async def _find(context: ActionContext, intent: GenerationIntent) -> Generation | None:
     """The generation an intent describes, if exactly one can be this step's.
 
     A candidate has the intent's tags and seed, was created after the intent
@@ -208,23 +204,23 @@ async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation
     error instead: adopting another run's track would lose this one's, and
     submitting again could spend a second credit.
     """
-    since = datetime.fromtimestamp(float(intent["at"]) - ADOPTION_SKEW, UTC)
+    since = datetime.fromtimestamp(intent.at - ADOPTION_SKEW, UTC)
     candidates: list[Generation] = []
     async for generation in context.finetuning.iter_generations():
         if generation.created_at is not None and generation.created_at < since:
             break
         parameters = generation.parameters
         if (
-            generation.prompt == intent.get("tags")
+            generation.prompt == intent.tags
             and parameters is not None
-            and parameters.seed == intent.get("seed")
+            and parameters.seed == intent.seed
             and _same_parameters(intent, parameters)
             and context.claimed_by_other(generation) is None
         ):
             candidates.append(generation)
     if not candidates:
         return None
-    rivals = context.rival_intents(intent)
+    rivals = context.rival_intents(intent.to_json())
     if rivals or len(candidates) > 1:
         found = ", ".join(g.id for g in candidates)
         who = (
@@ -234,14 +230,14 @@ async def _find(context: ActionContext, intent: Mapping[str, Any]) -> Generation
         )
         raise AmbiguousSubmissionError(
             f"the outcome of this step's submission is unknown and cannot be told apart: {who} "
-            f"(seed {intent.get('seed')}; found {found}). Nothing was adopted and nothing "
+            f"(seed {intent.seed}; found {found}). Nothing was adopted and nothing "
             "resubmitted: check the account, then `ftconnect replay` the run if it is needed. "
             "A random seed (the default) avoids this."
         )
     return candidates[0]
 
 
-def _same_parameters(intent: Mapping[str, Any], parameters: models.GenerationParameters) -> bool:
+def _same_parameters(intent: GenerationIntent, parameters: models.GenerationParameters) -> bool:
     """Whether what the server echoes agrees with what the intent asked for.
 
     A parameter the intent did not set, or the server does not echo (the list
@@ -252,17 +248,17 @@ def _same_parameters(intent: Mapping[str, Any], parameters: models.GenerationPar
         return asked is not None and echoed is not None and not same(asked, echoed)
 
     return not (
-        differs(intent.get("duration"), parameters.duration, lambda a, b: abs(a - b) < 0.5)
-        or differs(intent.get("bpm"), parameters.bpm)
-        or differs(intent.get("timesignature"), parameters.timesignature)
-        or differs(intent.get("language"), parameters.language)
-        or differs(intent.get("key"), parameters.key, lambda a, b: a.lower() == b.lower())
-        or differs(intent.get("scale"), parameters.scale, lambda a, b: a.lower() == b.lower())
+        differs(intent.duration, parameters.duration, lambda a, b: abs(a - b) < 0.5)
+        or differs(intent.bpm, parameters.bpm)
+        or differs(intent.timesignature, parameters.timesignature)
+        or differs(intent.language, parameters.language)
+        or differs(intent.key, parameters.key, lambda a, b: a.lower() == b.lower())
+        or differs(intent.scale, parameters.scale, lambda a, b: a.lower() == b.lower())
     )
 
 
 ACTION = ActionSpec(
-    key="generate",
+    key=GENERATE_ACTION,  # its intents are GenerationIntents: the runtime matches them
     title="Generate a track",
     description="Starts a music generation (spends one credit). With `wait: true` the next steps "
     "see the finished track in `steps.<id>.generation`; otherwise its completion fires "

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import ActionSpec
 from connector.automation.templates import Template
-from connector.automation.validators import PLAYLIST
 from connector.errors import FieldProblem, RequestValidationError
+from connector.plugin import PLAYLIST, ActionContext, ActionSpec
 
 from ._common import TRACKS, bulk_output
-
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import ActionContext
 
 
 def check(options: Mapping[str, Any]) -> None:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import voluptuous as vol
 
-from connector.automation.registry import ActionSpec
-from connector.automation.validators import number_range, templatable
 from connector.delivery.webhooks import WebhookSecretError, secret_key, send_webhook
-
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import ActionContext
+from connector.plugin import ActionContext, ActionSpec, number_range, templatable
 
 
 def _url(value: Any) -> str:
@@ -51,6 +47,7 @@ async def run(context: ActionContext, options: Mapping[str, Any]) -> Mapping[str
         options["url"],
         _json_ready(body),
         secret=options.get("secret"),
+        session=context.session,
         msg_id=f"msg_{context.run.run_id}_{context.step.id}",
         max_attempts=options["max_attempts"],
         timeout=options["timeout"],

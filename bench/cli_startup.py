@@ -1,7 +1,8 @@
 """CLI start-up: `ftconnect --help` against `python -c "import aiohttp"`, interleaved.
 
-`ftconnect` imports only argparse, os and sys before it knows the command, so
-its help should cost about a bare interpreter start. The baseline is a Python
+`ftconnect` imports only argparse, os, sys and its own small command modules
+(no aiohttp, pydantic or client) before it knows the command, so its help
+should cost about a bare interpreter start. The baseline is a Python
 start that imports aiohttp, which any command touching the network pays
 anyway: `--help` should not cost more than 1.5 times that. Each run is a fresh
 process; the two commands alternate (ABBA) and the figure is the ratio of the

@@ -131,8 +131,9 @@ async def _serve_listener() -> None:
     import voluptuous as vol
     from aiohttp import web
 
-    from connector.automation.config import parse_config
-    from connector.automation.registry import ActionSpec, Registry, default_registry
+    from connector.automation.loader import parse_config
+    from connector.automation.registry import Registry, default_registry
+    from connector.automation.specs import ActionSpec
     from connector.dispatch.runtime import Runtime
     from connector.ingress.webhooks import WebhookListener
     from connector.journal.store import Store

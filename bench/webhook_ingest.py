@@ -104,7 +104,7 @@ async def _serve() -> None:
 
     from aiohttp import web
 
-    from connector.automation.config import parse_config
+    from connector.automation.loader import parse_config
     from connector.dispatch.runtime import Runtime
     from connector.ingress.webhooks import WebhookListener
     from connector.journal.store import Store

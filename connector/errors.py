@@ -1,34 +1,42 @@
-"""The library's exceptions: one class per documented error code, under a shallow tree.
+"""Every error the connector raises on purpose, under one root: `ConnectorError`.
 
-    FinetuningError
-    ├── FinetuningConnectionError           transport failures (DNS, refused, reset)
-    │   └── FinetuningTimeoutError          no answer within request_timeout
-    ├── GenerationOutcomeUnknownError       a create may have reached the server
-    ├── AuthenticationError
-    │   ├── MissingApiKeyError              MISSING_API_KEY       401
-    │   ├── InvalidApiKeyError              INVALID_API_KEY       401
-    │   └── ProPlanRequiredError            PRO_PLAN_REQUIRED     403
-    ├── ValidationError                     VALIDATION_ERROR      400
-    │   └── RequestValidationError          refused before sending (no credit spent)
-    ├── MonthlyLimitReachedError            MONTHLY_LIMIT_REACHED 402
-    ├── RateLimitError
-    │   ├── RateLimitedError                RATE_LIMITED          429
-    │   ├── GenerationRateLimitedError      GENERATION_RATE_LIMITED 429
-    │   └── QueueFullError                  QUEUE_FULL            429
-    ├── BulkOperationError
-    │   ├── AddFailedError                  ADD_FAILED            400
-    │   └── MoveFailedError                 MOVE_FAILED           400
-    ├── NotFoundError                       NOT_FOUND             404
-    │   └── PlaylistNotFoundError           no playlist has that name
-    ├── AmbiguousPlaylistError              several playlists have that name
-    ├── GenerationTimeoutError              wait_for_generation gave up
-    ├── ServerError
-    │   ├── GenerationFailedError           GENERATION_FAILED     500
-    │   └── InternalServerError             INTERNAL_ERROR        500
-    └── UnexpectedResponseError             an answer that breaks the contract
+    ConnectorError                          code, message, details
+    ├── ProviderError                       a provider API (Finetuning.ai or TemPolor) failed
+    │   ├── ProviderConnectionError         transport failures (DNS, refused, reset)
+    │   │   └── ProviderTimeoutError        no answer within request_timeout
+    │   ├── GenerationOutcomeUnknownError   a create may have reached the server
+    │   ├── AuthenticationError
+    │   │   ├── MissingApiKeyError          MISSING_API_KEY       401
+    │   │   ├── InvalidApiKeyError          INVALID_API_KEY       401
+    │   │   └── ProPlanRequiredError        PRO_PLAN_REQUIRED     403
+    │   ├── ValidationError                 VALIDATION_ERROR      400
+    │   │   └── RequestValidationError      refused before sending (no credit spent)
+    │   ├── MonthlyLimitReachedError        MONTHLY_LIMIT_REACHED 402
+    │   ├── RateLimitError
+    │   │   ├── RateLimitedError            RATE_LIMITED          429
+    │   │   ├── GenerationRateLimitedError  GENERATION_RATE_LIMITED 429
+    │   │   └── QueueFullError              QUEUE_FULL            429
+    │   ├── BulkOperationError
+    │   │   ├── AddFailedError              ADD_FAILED            400
+    │   │   └── MoveFailedError             MOVE_FAILED           400
+    │   ├── NotFoundError                   NOT_FOUND             404
+    │   │   └── PlaylistNotFoundError       no playlist has that name
+    │   ├── AmbiguousPlaylistError          several playlists have that name
+    │   ├── GenerationTimeoutError          wait_for_generation gave up
+    │   ├── ServerError
+    │   │   ├── GenerationFailedError       GENERATION_FAILED     500
+    │   │   └── InternalServerError         INTERNAL_ERROR        500
+    │   └── UnexpectedResponseError         an answer that breaks the contract
+    ├── DeliveryError                       a download or an outgoing webhook failed
+    ├── GenerationClaimedError              a generation another run already holds
+    └── (defined beside their subject)      ConfigError, TemplateError, RegistryError,
+                                            CronError, JournalError, IntentFormatError,
+                                            StateDirLocked, ListenerStartError,
+                                            WebhookSecretError
 
-Every error carries `code`, `status` (None when nothing was answered), `message`,
-`details` and `retry_after`. Messages never contain the API key.
+Provider and delivery errors carry `code`, `status` (None when nothing was
+answered), `message`, `details` and `retry_after`. Messages never contain a secret.
+Code that runs an automation step catches `ConnectorError` and nothing wider.
 """
 
 from __future__ import annotations
@@ -36,8 +44,8 @@ from __future__ import annotations
 from typing import Any
 
 
-class FinetuningError(Exception):
-    """Base of every error raised by the connector's API clients."""
+class ConnectorError(Exception):
+    """Root of every error the connector raises on purpose."""
 
     default_code: str = "ERROR"
 
@@ -56,8 +64,10 @@ class FinetuningError(Exception):
         self.status = status
         self.details = details
         self.retry_after = retry_after
-        # Set by bulk calls that fail midway: what the chunks before the failure did.
-        self.partial_result: Any = None
+
+
+class _AnsweredError(ConnectorError):
+    """An error about a remote answer: shown as `HTTP 404 NOT_FOUND: message`."""
 
     def __str__(self) -> str:
         where = f"HTTP {self.status} " if self.status is not None else ""
@@ -70,19 +80,26 @@ class FinetuningError(Exception):
         )
 
 
-class FinetuningConnectionError(FinetuningError):
+class ProviderError(_AnsweredError):
+    """Base of every error raised by the connector's API clients, for either provider."""
+
+    # Set by bulk calls that fail midway: what the chunks before the failure did.
+    partial_result: Any = None
+
+
+class ProviderConnectionError(ProviderError):
     """The server could not be reached, or the connection broke mid-answer."""
 
     default_code = "CONNECTION_ERROR"
 
 
-class FinetuningTimeoutError(FinetuningConnectionError):
+class ProviderTimeoutError(ProviderConnectionError):
     """No complete answer arrived within the request timeout."""
 
     default_code = "TIMEOUT"
 
 
-class GenerationOutcomeUnknownError(FinetuningError):
+class GenerationOutcomeUnknownError(ProviderError):
     """A generation request may have reached the server, but no clear answer came back.
 
     A credit may have been spent and the generation may exist. The client never
@@ -93,19 +110,24 @@ class GenerationOutcomeUnknownError(FinetuningError):
     default_code = "GENERATION_OUTCOME_UNKNOWN"
 
 
-class GenerationClaimedError(ValueError):
+class DeliveryError(_AnsweredError):
+    """Delivering a track or an event failed: a download, or an outgoing webhook."""
+
+
+class GenerationClaimedError(ConnectorError, ValueError):
     """A generation another run of the connector already holds: never shared, never adopted."""
 
     def __init__(self, generation_id: str, owner: str) -> None:
         super().__init__(
             f"generation {generation_id} already belongs to run {owner}; "
-            "a generation is never shared between runs"
+            "a generation is never shared between runs",
+            code="GENERATION_CLAIMED",
         )
         self.generation_id = generation_id
         self.owner = owner
 
 
-class AuthenticationError(FinetuningError):
+class AuthenticationError(ProviderError):
     """The API key is missing, malformed, revoked, or lacks API access."""
 
 
@@ -121,7 +143,7 @@ class ProPlanRequiredError(AuthenticationError):
     default_code = "PRO_PLAN_REQUIRED"
 
 
-class ValidationError(FinetuningError, ValueError):
+class ValidationError(ProviderError, ValueError):
     """The request was refused because a field is missing or out of range."""
 
     default_code = "VALIDATION_ERROR"
@@ -166,11 +188,11 @@ class RequestValidationError(ValidationError):
         return [p.field for p in self.problems]
 
 
-class MonthlyLimitReachedError(FinetuningError):
+class MonthlyLimitReachedError(ProviderError):
     default_code = "MONTHLY_LIMIT_REACHED"
 
 
-class RateLimitError(FinetuningError):
+class RateLimitError(ProviderError):
     """Too many requests; `retry_after` says how long to wait when the server said."""
 
 
@@ -186,7 +208,7 @@ class QueueFullError(RateLimitError):
     default_code = "QUEUE_FULL"
 
 
-class BulkOperationError(FinetuningError):
+class BulkOperationError(ProviderError):
     """No item of a bulk request succeeded; `details` lists each item's reason."""
 
 
@@ -198,7 +220,7 @@ class MoveFailedError(BulkOperationError):
     default_code = "MOVE_FAILED"
 
 
-class NotFoundError(FinetuningError):
+class NotFoundError(ProviderError):
     default_code = "NOT_FOUND"
 
 
@@ -216,7 +238,7 @@ class PlaylistNotFoundError(NotFoundError):
         )
 
 
-class AmbiguousPlaylistError(FinetuningError, ValueError):
+class AmbiguousPlaylistError(ProviderError, ValueError):
     """Several playlists share the name given; `candidates` holds (id, name) pairs."""
 
     def __init__(self, reference: str, candidates: list[tuple[str, str]]) -> None:
@@ -230,7 +252,7 @@ class AmbiguousPlaylistError(FinetuningError, ValueError):
         )
 
 
-class GenerationTimeoutError(FinetuningError):
+class GenerationTimeoutError(ProviderError):
     """wait_for_generation gave up; the generation keeps running on the server."""
 
     default_code = "GENERATION_TIMEOUT"
@@ -244,7 +266,7 @@ class GenerationTimeoutError(FinetuningError):
         )
 
 
-class ServerError(FinetuningError):
+class ServerError(ProviderError):
     """The server failed (5xx)."""
 
     default_code = "SERVER_ERROR"
@@ -258,13 +280,13 @@ class InternalServerError(ServerError):
     default_code = "INTERNAL_ERROR"
 
 
-class UnexpectedResponseError(FinetuningError):
+class UnexpectedResponseError(ProviderError):
     """The server answered something the documented contract does not allow."""
 
     default_code = "UNEXPECTED_RESPONSE"
 
 
-ERRORS_BY_CODE: dict[str, type[FinetuningError]] = {
+ERRORS_BY_CODE: dict[str, type[ProviderError]] = {
     "MISSING_API_KEY": MissingApiKeyError,
     "INVALID_API_KEY": InvalidApiKeyError,
     "PRO_PLAN_REQUIRED": ProPlanRequiredError,
@@ -280,7 +302,7 @@ ERRORS_BY_CODE: dict[str, type[FinetuningError]] = {
     "INTERNAL_ERROR": InternalServerError,
 }
 
-_ERRORS_BY_STATUS: dict[int, type[FinetuningError]] = {
+_ERRORS_BY_STATUS: dict[int, type[ProviderError]] = {
     400: ValidationError,
     401: InvalidApiKeyError,
     402: MonthlyLimitReachedError,
@@ -297,7 +319,7 @@ def error_for(
     *,
     details: Any = None,
     retry_after: float | None = None,
-) -> FinetuningError:
+) -> ProviderError:
     """Build the exception for an error answer: by documented code, else by HTTP status."""
     cls = ERRORS_BY_CODE.get(code or "")
     if cls is None:

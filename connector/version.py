@@ -1,7 +1,9 @@
 """The connector's version and User-Agent, read from the installed package metadata.
 
-pyproject.toml and manifest.json carry the same version (tests/test_manifest.py
-keeps them equal), so the metadata is the manifest's version.
+The repo's manifest.json is the source of truth; pyproject.toml carries the same
+version (tests/test_manifest.py keeps them equal), so the metadata of an install,
+wheel or editable, is the manifest's version. A wheel holds no manifest.json: it is
+read only from a source tree that was never installed.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from connector.automation.jsonschema import registry_markdown
+from connector.automation.reference import registry_markdown
 from connector.automation.registry import default_registry
 
 README = Path(__file__).resolve().parent.parent / "README.md"

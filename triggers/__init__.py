@@ -1,1 +1,1 @@
-"""Trigger declarations: one module per trigger type (see DESIGN.md)."""
+"""Trigger declarations: one module per trigger type, each with `TRIGGER = TriggerSpec(...)`."""

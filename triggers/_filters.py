@@ -8,8 +8,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.validators import PROVIDER
-from connector.events import Event
+from connector.plugin import PROVIDER, Event
 
 
 def _words(value: Any) -> list[str]:

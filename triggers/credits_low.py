@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import TriggerSpec
-from connector.automation.validators import number_range
-from connector.errors import FinetuningError
-from connector.events import CREDITS_LOW
-
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import TriggerContext
+from connector.errors import ProviderError
+from connector.plugin import CREDITS_LOW, TriggerContext, TriggerSpec, number_range
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,7 +23,7 @@ async def run(context: TriggerContext, options: Mapping[str, Any]) -> None:
     while True:
         try:
             account = await context.finetuning.get_account()
-        except FinetuningError as err:
+        except ProviderError as err:
             _LOGGER.warning("credits_low: cannot read the account: %s", err)
         else:
             remaining = account.limits.total_remaining

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import voluptuous as vol
 
-from connector.automation.registry import TriggerSpec
-from connector.events import GENERATION_FAILED
+from connector.plugin import GENERATION_FAILED, TriggerSpec
 
 from ._filters import FILTER_OPTIONS, passes_filters
 

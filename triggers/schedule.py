@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import voluptuous as vol
 
 from connector.automation.cron import CronError, CronExpression
-from connector.automation.registry import TriggerSpec
-from connector.automation.validators import positive_seconds
-from connector.events import SCHEDULE
+from connector.plugin import SCHEDULE, TriggerContext, TriggerSpec, exported, positive_seconds
 from connector.providers.finetuning.models import iso_utc
 
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import TriggerContext
 
-
+@exported({"type": "string"})
 def _cron(value: Any) -> str:
     if not isinstance(value, str):
         raise vol.Invalid(f"expected a cron expression like '30 7 * * *' (got {value!r})")
     try:
-        # Parsed, and asked for its next time once: "0 7 31 2 *" parses but never fires,
-        # which `check` must say rather than the daemon at start.
+        # Parsed, and asked for its next time once: an expression that never fires
+        # is one `check` must name, rather than the daemon at start.
         CronExpression.parse(value).next_after(datetime.now(UTC))
     except CronError as err:
         raise vol.Invalid(str(err)) from None
     return value
 
 
+@exported({"type": "string"})
 def _timezone(value: Any) -> str:
     try:
         ZoneInfo(str(value))
@@ -40,6 +37,7 @@ def _timezone(value: Any) -> str:
     return str(value)
 
 
+@exported({"oneOf": [{"required": ["cron"]}, {"required": ["interval"]}]})
 def _exactly_one(options: dict[str, Any]) -> dict[str, Any]:
     if ("cron" in options) == ("interval" in options):
         raise vol.Invalid("give exactly one of 'cron' or 'interval'")
@@ -53,29 +51,45 @@ def _zone(options: Mapping[str, Any]) -> tzinfo:
     return datetime.now().astimezone().tzinfo or UTC
 
 
-async def run(context: TriggerContext, options: Mapping[str, Any]) -> None:
-    """Fire at every scheduled moment until the runtime stops."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run(
+    context: TriggerContext,
+    options: Mapping[str, Any],
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Fire at every scheduled moment until the runtime stops.
+
+    Waits are counted in real (UTC) time, so a change to or from summer time
+    neither shifts a firing by an hour nor repeats one; the planned moment is
+    written in the schedule's zone. A wake-up a little early does not fire the
+    same moment twice; one long late (a suspended machine) skips what it missed.
+    """
     zone = _zone(options)
     cron = CronExpression.parse(options["cron"]) if "cron" in options else None
     interval = timedelta(seconds=float(options.get("interval", 0)))
-    due = datetime.now(zone) + interval if cron is None else None
+    due = clock()
     while True:
-        now = datetime.now(zone)
-        due = cron.next_after(now) if cron is not None else due
-        assert due is not None
-        await asyncio.sleep(max(0.0, (due - datetime.now(zone)).total_seconds()))
-        key = f"schedule:{context.automation_id}:{context.trigger_index}:{due.isoformat()}"
+        if cron is not None:
+            due = cron.next_after(max(clock(), due).astimezone(zone)).astimezone(UTC)
+        else:
+            due += interval
+        await sleep(max(0.0, (due - clock()).total_seconds()))
+        planned = due.astimezone(zone)
+        key = f"schedule:{context.automation_id}:{context.trigger_index}:{planned.isoformat()}"
         await context.fire(
             SCHEDULE,
             key,
             {
-                "scheduled_for": iso_utc(due),
+                "scheduled_for": iso_utc(planned),
                 "cron": options.get("cron"),
                 "interval": options.get("interval"),
             },
         )
-        if cron is None:
-            due = due + interval
 
 
 TRIGGER = TriggerSpec(

@@ -7,9 +7,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import TriggerSpec
-from connector.automation.validators import number_range
-from connector.events import TRACK_COMPLETED, Event
+from connector.plugin import TRACK_COMPLETED, Event, TriggerSpec, number_range
 
 from ._filters import FILTER_OPTIONS, passes_filters
 

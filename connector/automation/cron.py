@@ -1,16 +1,29 @@
-"""Five-field cron expressions ("30 7 * * 1-5"), without a dependency.
+"""Five-field cron expressions ("30 7 * * 1-5"), evaluated by `cronsim`.
 
-Fields: minute (0-59), hour (0-23), day of month (1-31), month (1-12), day of
-week (0-7, 0 and 7 are Sunday). Each field takes `*`, numbers, ranges `a-b`,
-steps `*/n` and `a-b/n`, and comma lists. As in cron, when both day fields are
-restricted a day matches if either does. `@hourly`, `@daily`, `@weekly`,
-`@monthly` and `@yearly` are accepted.
+Fields: minute (0-59), hour (0-23), day of month (1-31, `L` the last day), month
+(1-12 or JAN-DEC), day of week (0-7 or SUN-SAT; 0 and 7 are Sunday; `5L` the last
+Friday of the month, `MON#2` the second Monday). Each takes `*`, ranges `a-b`, steps
+`*/n` and `a-b/n`, and comma lists; names in any case. As in Debian cron, when neither
+day field starts with `*` a day matches if either does. `@hourly`, `@daily`,
+`@weekly`, `@monthly` and `@yearly` are accepted.
+
+Times are wall-clock times of the given datetime's zone. A fixed time that a change
+to summer time skips fires at the first minute after the change; one that the change
+back repeats fires once. A schedule with `*` in its minute or hour field follows real
+time: every 15 minutes stays every 15 minutes across a change.
+
+cronsim only says which field it refused; `parse` names the part and what the field
+takes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+
+from cronsim import CronSim, CronSimError
+
+from connector.errors import ConnectorError
 
 _MACROS = {
     "@hourly": "0 * * * *",
@@ -21,100 +34,63 @@ _MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12))
+_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31 or L"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day of week", "0-7 (0 and 7 are Sunday) or SUN-SAT"),
+)
+_SOME_DAY = datetime(2000, 1, 1)
 
 
-class CronError(ValueError):
+class CronError(ConnectorError, ValueError):
     """A cron expression that cannot be parsed; the message says which field and why."""
-
-
-def _parse_field(text: str, name: str, low: int, high: int) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        body, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) < 1:
-                raise CronError(f"{name}: step {step_text!r} must be a whole number of 1 or more")
-            step = int(step_text)
-        if body == "*":
-            start, end = low, high
-        elif "-" in body:
-            first, _, last = body.partition("-")
-            if not (first.isdigit() and last.isdigit()):
-                raise CronError(f"{name}: {body!r} is not a range like 1-5")
-            start, end = int(first), int(last)
-        elif body.isdigit():
-            start = end = int(body)
-            if step_text:
-                end = high
-        else:
-            raise CronError(f"{name}: {body!r} is not a number, a range or *")
-        if not (low <= start <= high and low <= end <= high) or start > end:
-            raise CronError(f"{name}: {body!r} is outside {low}-{high}")
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
 
 
 @dataclass(frozen=True)
 class CronExpression:
-    """A parsed cron expression; `next_after` gives the next matching minute."""
+    """A checked cron expression; `next_after` gives the next matching minute."""
 
     source: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Monday ... 6 = Sunday (Python's weekday())
-    any_day: bool
-    any_weekday: bool
+    fields: str  # the five fields (a macro expanded)
 
     @classmethod
     def parse(cls, text: str) -> CronExpression:
         source = text.strip()
-        expanded = _MACROS.get(source.lower(), source)
-        parts = expanded.split()
-        if len(parts) != 5:
+        fields = _MACROS.get(source.lower(), source)
+        parts = fields.split()
+        if len(parts) != 5:  # newer cronsim also takes a sixth (seconds) field
             raise CronError(
                 f"{source!r} has {len(parts)} fields; a cron expression has 5: "
                 "minute hour day-of-month month day-of-week"
             )
-        minutes, hours, days, months = (
-            _parse_field(part, name, low, high)
-            for part, (name, low, high) in zip(parts[:4], _FIELDS, strict=True)
-        )
-        cron_weekdays = _parse_field(parts[4], "day of week", 0, 7)
-        weekdays = frozenset((d - 1) % 7 for d in cron_weekdays)  # cron 0/7=Sun -> Python 6
-        return cls(
-            source=source,
-            minutes=minutes,
-            hours=hours,
-            days=days,
-            months=months,
-            weekdays=weekdays,
-            any_day=parts[2] == "*",
-            any_weekday=parts[4] == "*",
-        )
-
-    def _day_matches(self, moment: datetime) -> bool:
-        if moment.month not in self.months:
-            return False
-        by_day = moment.day in self.days
-        by_weekday = moment.weekday() in self.weekdays
-        if self.any_day or self.any_weekday:
-            return by_day and by_weekday
-        return by_day or by_weekday
+        try:
+            CronSim(fields, _SOME_DAY)
+        except CronSimError:
+            raise CronError(_what_is_wrong(source, parts)) from None
+        return cls(source=source, fields=fields)
 
     def next_after(self, moment: datetime) -> datetime:
         """The first matching minute strictly after `moment` (same tzinfo)."""
-        start = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        day = start.replace(hour=0, minute=0)
-        for _ in range(366 * 8):  # covers leap-day-only schedules
-            if self._day_matches(day):
-                for hour in sorted(self.hours):
-                    for minute in sorted(self.minutes):
-                        candidate = day.replace(hour=hour, minute=minute)
-                        if candidate >= start:
-                            return candidate
-            day = (day + timedelta(days=1)).replace(hour=0, minute=0)
-        raise CronError(f"{self.source!r} never matches a real date")
+        try:
+            return next(CronSim(self.fields, moment))
+        except StopIteration:  # cronsim gives up after 50 years without a match
+            raise CronError(f"{self.source!r} never matches a real date") from None
+
+
+def _what_is_wrong(source: str, parts: list[str]) -> str:
+    """The first part cronsim refuses on its own, with what its field takes."""
+    for index, (name, takes) in enumerate(_FIELDS):
+        for part in parts[index].split(","):
+            alone = ["*"] * 5
+            alone[index] = part or "?"  # an empty list item ("1,,2") is refused too
+            try:
+                CronSim(" ".join(alone), _SOME_DAY)
+            except CronSimError:
+                return (
+                    f"{name}: {part!r} is not valid; it takes {takes}, *, "
+                    "ranges a-b, steps */n and lists a,b"
+                )
+    # Every part is valid alone: the combination is impossible ("0 0 31 2 *").
+    return f"{source!r} never matches a real date"

@@ -1,37 +1,41 @@
-"""Voluptuous schemas as JSON Schema, and the registry as one document and a Markdown table.
+"""Voluptuous schemas as JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1).
 
-The declarations of triggers and actions double as documentation: the same
-schemas that validate the automations file drive form builders (through
-`registry_document`, a JSON Schema draft 2020-12 document) and the README
-tables (`registry_markdown`); the schemas of the file's sections make its
-config reference (`config_markdown`).
+The declarations of triggers and actions double as their API description: the
+same schemas that validate the automations file give `spec_schema` (one
+trigger's or action's options, an OpenAPI 3.1 Schema Object as it is) and
+`registry_document` (all of them as items of an automation, one document for
+form builders and `ftconnect schema`). `connector.automation.reference` makes
+the README's tables from the same export.
 
 The conversion understands the voluptuous building blocks (dicts with
 Required/Optional markers, defaults and descriptions, lists, Any, All, In,
 Range, Length, Coerce, Match, Url, ...) and the validators of
-`connector.automation.validators`, which carry attributes for it. A field that accepts a
+`connector.automation.validators`, which carry attributes for it (a validator
+may also state its whole JSON Schema with `exported`). A field that accepts a
 template is exported as its inner schema with `"x-template": true`: a form
 builder shows the inner type, and knows a `{{ ... }}` string is allowed too.
-Anything it does not understand becomes `{}` with a description naming the
-validator; it never raises.
+Unknown keys are refused (`additionalProperties: false`), as the validator
+refuses them. Anything it does not understand becomes `{}` with a description
+naming the validator; it never raises.
+
+Why not the voluptuous-openapi package (0.0.6 to 0.4.1): it leaves unknown
+keys allowed, turns any validator it cannot read into `"type": "string"`, drops
+`Schema(required=True)`, exports `Length` on a list as `minLength` and `Date`
+as `date-time`, and removes `None` from an `In` validator's own list.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.registry import ActionSpec, Registry, TriggerSpec
+from connector.automation.registry import Registry
+from connector.automation.specs import ActionSpec, TriggerSpec
 from connector.automation.validators import id_list, positive_seconds
 
-if TYPE_CHECKING:
-    from connector.automation.config import ConfigSection
-
-__all__ = ["config_markdown", "registry_document", "registry_markdown", "to_json_schema"]
+__all__ = ["JSON_SCHEMA_DIALECT", "registry_document", "spec_schema", "to_json_schema"]
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -296,21 +300,60 @@ _STEP_ID: JsonSchema = {
 }
 
 
+def spec_schema(spec: TriggerSpec | ActionSpec, *, entry: bool = False) -> JsonSchema:
+    """The JSON Schema of a trigger's or action's options, with its title, description
+    and example: self-contained (no `$ref`), draft 2020-12, so also an OpenAPI 3.1
+    Schema Object.
+
+    With `entry`, the schema of the item as an automation writes it: the
+    `trigger:`/`action:` key fixed to the declaration's, and the keys every item
+    takes (`id`, `alias`, `enabled`). Actions carry `x-providers`,
+    `x-destructive` and `x-output-example`; triggers `x-providers` and `x-kinds`.
+    """
+    kind = "trigger" if isinstance(spec, TriggerSpec) else "action"
+    options = to_json_schema(spec.schema)
+    example = {name: _jsonable(value) for name, value in spec.example.items() if name != kind}
+    if entry:
+        example = {kind: spec.key, **example}
+    head: JsonSchema = {
+        "title": spec.title,
+        "description": spec.description,
+        "examples": [example],
+    }
+    schema: JsonSchema = {**head, **options, **head}  # the spec's words win, in front
+    if entry:
+        item_keys: JsonSchema = {
+            kind: {"const": spec.key, "description": f"Which {kind} this is"},
+            "id": _TRIGGER_ID if kind == "trigger" else _STEP_ID,
+            **_ENTRY_KEYS,
+        }
+        if options.get("type") == "object" and isinstance(options.get("properties"), dict):
+            schema["properties"] = {**item_keys, **options["properties"]}
+            schema["required"] = [kind, *options.get("required", [])]
+        else:  # options that are not a plain mapping schema are attached as they are
+            schema = {**head, "type": "object", "properties": item_keys, "required": [kind]}
+            schema["allOf"] = [options]
+    schema["x-providers"] = sorted(spec.providers)
+    if isinstance(spec, TriggerSpec):
+        schema["x-kinds"] = sorted(spec.kinds)
+    else:
+        schema["x-destructive"] = spec.destructive
+        schema["x-output-example"] = _jsonable(spec.output_example)
+    return schema
+
+
 def registry_document(registry: Registry) -> JsonSchema:
     """Every trigger and action of `registry` as one JSON Schema (draft 2020-12) document.
 
-    Each declaration is under `$defs` (`trigger.<key>`, `action.<key>`): an
-    entry as written in an automation, its `trigger:`/`action:` key fixed to
-    the declaration's key, with title, description, example and options.
-    Actions carry `x-providers`, `x-destructive` and `x-output-example`;
-    triggers `x-providers` and `x-kinds`. `properties.triggers` and
+    Each declaration is under `$defs` (`trigger.<key>`, `action.<key>`): its
+    `spec_schema` as an automation's item. `properties.triggers` and
     `properties.actions` accept a list of any of them.
     """
     definitions: JsonSchema = {}
     for key, trigger in sorted(registry.triggers.items()):
-        definitions[f"trigger.{key}"] = _trigger_definition(trigger)
+        definitions[f"trigger.{key}"] = spec_schema(trigger, entry=True)
     for key, action in sorted(registry.actions.items()):
-        definitions[f"action.{key}"] = _action_definition(action)
+        definitions[f"action.{key}"] = spec_schema(action, entry=True)
     return {
         "$schema": JSON_SCHEMA_DIALECT,
         "title": "ftconnect triggers and actions",
@@ -332,218 +375,3 @@ def _list_of(kind: str, keys: list[str]) -> JsonSchema:
         "description": f"Each item is one {kind}, chosen by its '{kind}:' key",
         "items": {"oneOf": refs} if refs else False,
     }
-
-
-def _trigger_definition(spec: TriggerSpec) -> JsonSchema:
-    definition = _entry_definition("trigger", spec.key, spec, {"id": _TRIGGER_ID})
-    definition["x-providers"] = sorted(spec.providers)
-    definition["x-kinds"] = sorted(spec.kinds)
-    return definition
-
-
-def _action_definition(spec: ActionSpec) -> JsonSchema:
-    definition = _entry_definition("action", spec.key, spec, {"id": _STEP_ID})
-    definition["x-providers"] = sorted(spec.providers)
-    definition["x-destructive"] = spec.destructive
-    definition["x-output-example"] = _jsonable(spec.output_example)
-    return definition
-
-
-def _entry_definition(
-    kind: str,
-    key: str,
-    spec: TriggerSpec | ActionSpec,
-    id_property: JsonSchema,
-) -> JsonSchema:
-    options = to_json_schema(spec.schema)
-    entry_properties: JsonSchema = {
-        kind: {"const": key, "description": f"Which {kind} this is"},
-        **id_property,
-        **_ENTRY_KEYS,
-    }
-    example = {kind: key, **_jsonable(dict(spec.example))}
-    head: JsonSchema = {
-        "title": spec.title,
-        "description": spec.description,
-        "examples": [example],
-    }
-    if options.get("type") == "object" and isinstance(options.get("properties"), dict):
-        body = dict(options)
-        body["properties"] = {**entry_properties, **options["properties"]}
-        body["required"] = [kind, *options.get("required", [])]
-        return {**head, **body}
-    # Options that are not a plain mapping schema are attached as they are.
-    return {
-        **head,
-        "type": "object",
-        "properties": entry_properties,
-        "required": [kind],
-        "allOf": [options],
-    }
-
-
-def registry_markdown(registry: Registry) -> str:
-    """The README tables of triggers and actions: key, title, description, options.
-
-    Each option reads `name` (required, template): description (default `value`);
-    "template" marks options that accept a `{{ ... }}` template.
-    """
-    lines = ["### Triggers", "", *_table(registry.triggers.values(), "trigger"), ""]
-    lines += ["### Actions", "", *_table(registry.actions.values(), "action")]
-    return "\n".join(lines) + "\n"
-
-
-def _table(specs: Iterable[TriggerSpec | ActionSpec], kind: str) -> list[str]:
-    rows = ["| key | title | description | options |", "|---|---|---|---|"]
-    ordered = sorted(specs, key=lambda spec: spec.key)
-    if not ordered:
-        rows.append(f"| | | no {kind}s installed | |")
-    for spec in ordered:
-        description = spec.description.strip()
-        if description and not description.endswith((".", "!", "?")):
-            description += "."
-        if isinstance(spec, ActionSpec):
-            description += f" Providers: {', '.join(sorted(spec.providers))}."
-            if spec.destructive:
-                description += " **Destructive.**"
-        cells = [f"`{spec.key}`", spec.title, description, _options_cell(spec.schema)]
-        rows.append("| " + " | ".join(_cell(text) for text in cells) + " |")
-    return rows
-
-
-def _options_cell(schema: Any) -> str:
-    exported = to_json_schema(schema)
-    properties = exported.get("properties")
-    if not isinstance(properties, dict) or not properties:
-        return "(none)"
-    required = set(exported.get("required", []))
-    parts = []
-    for name, prop in properties.items():
-        flags = [
-            flag
-            for flag, on in (("required", name in required), ("template", prop.get("x-template")))
-            if on
-        ]
-        text = f"`{name}`" + (f" ({', '.join(flags)})" if flags else "")
-        description = prop.get("description")
-        if description:
-            text += f": {description}"
-        if "default" in prop:
-            text += f" (default `{json.dumps(prop['default'])}`)"
-        parts.append(text)
-    return "<br>".join(parts)
-
-
-def _cell(text: str) -> str:
-    # A pipe ends a Markdown cell and a newline ends the row.
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
-# ------------------------------------------------------------ the config reference
-
-
-def config_markdown(sections: Sequence[ConfigSection] | None = None) -> str:
-    """The README's config file reference: a table per section of the automations file.
-
-    One row per key: its path (as error messages write it), its default, what
-    values are allowed (type and range, from the schema) and its description.
-    `sections` defaults to `connector.automation.config.CONFIG_REFERENCE`.
-    """
-    if sections is None:
-        from connector.automation.config import CONFIG_REFERENCE
-
-        sections = CONFIG_REFERENCE
-    lines: list[str] = []
-    for section in sections:
-        heading = section.title if not section.path else f"`{section.path}`"
-        if section.path and section.title != section.path:
-            heading += f": {section.title.lower()}"
-        lines += [f"#### {heading}", "", section.description, ""]
-        lines += _reference_table(section.path, section.schema)
-        lines.append("")
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _reference_table(path: str, schema: Any) -> list[str]:
-    exported = to_json_schema(schema)
-    properties = exported.get("properties")
-    rows = ["| key | default | allowed | description |", "|---|---|---|---|"]
-    if not isinstance(properties, dict):
-        return rows
-    required = set(exported.get("required", []))
-    for name, prop in properties.items():
-        key = f"{path}.{name}" if path else name
-        if name in required:
-            default = "required"
-        elif "default" in prop:
-            default = _default_text(prop["default"])
-        else:
-            default = ""
-        cells = [f"`{key}`", default, _allowed(prop), str(prop.get("description", ""))]
-        rows.append("| " + " | ".join(_cell(text) for text in cells) + " |")
-    return rows
-
-
-def _default_text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # 60.0 reads as 60
-    return f"`{json.dumps(value, ensure_ascii=False)}`"
-
-
-def _allowed(prop: JsonSchema) -> str:
-    """What a key accepts, in words: "whole number, 16 to 65536", "true or false", ..."""
-    if "x-allowed" in prop:
-        return str(prop["x-allowed"])
-    if "enum" in prop:
-        return "one of " + ", ".join(f"`{item}`" for item in prop["enum"])
-    kinds = prop.get("type")
-    kind = next((k for k in kinds if k != "null"), None) if isinstance(kinds, list) else kinds
-    if kind == "boolean":
-        return "true or false"
-    if kind in ("integer", "number"):
-        noun = "whole number" if kind == "integer" else "number"
-        return f"{noun}{_bounds(prop)}"
-    if kind == "string":
-        if "minLength" in prop and prop["minLength"] > 1:
-            return f"text, at least {prop['minLength']} characters"
-        if "pattern" in prop:
-            return f"text matching `{prop['pattern']}`"
-        return "text"
-    if kind == "array":
-        return "a list"
-    if kind == "object":
-        return "a mapping"
-    return ""
-
-
-def _bounds(prop: JsonSchema) -> str:
-    low = prop.get("minimum")
-    high = prop.get("maximum")
-    if low is not None and high is not None:
-        return f", {_number(low)} to {_number(high)}"
-    if "exclusiveMinimum" in prop:
-        return f", above {_number(prop['exclusiveMinimum'])}"
-    if low is not None:
-        return f", at least {_number(low)}"
-    if high is not None:
-        return f", at most {_number(high)}"
-    return ""
-
-
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, int | float) else str(value)
-
-
-def _main(argv: Sequence[str]) -> int:
-    """`python -m connector.automation.jsonschema config`: print the README's config reference."""
-    if list(argv) != ["config"]:
-        print("usage: python -m connector.automation.jsonschema config", file=sys.stderr)
-        return 2
-    print(config_markdown(), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))

@@ -1,9 +1,8 @@
-"""Declarations of triggers and actions, and the registry that discovers them.
+"""The registry: every trigger and action this installation knows, discovered once.
 
-A trigger or an action is one module in `triggers/` or `actions/` that defines
-`TRIGGER = TriggerSpec(...)` or `ACTION = ActionSpec(...)`: a key, a title and
-description for people and form builders, a voluptuous schema for its options
-(with defaults and descriptions), an example, and one async function. Other
+The built-in ones are the modules of `connector.triggers` and
+`connector.actions` (each defines `TRIGGER = TriggerSpec(...)` or
+`ACTION = ActionSpec(...)`, see `connector.automation.specs`). Other
 installed packages add their own through the entry-point groups
 `ftconnect.triggers` and `ftconnect.actions` (each entry point names a module
 or a spec). A new trigger or action is a new file and nothing else.
@@ -13,85 +12,20 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-import voluptuous as vol
+from connector.automation.specs import ActionSpec, RegistryError, TriggerSpec
 
-if TYPE_CHECKING:
-    from connector.dispatch.runtime import ActionContext, TriggerContext
-    from connector.events import Event
+__all__ = ["Registry", "default_registry"]
 
-PROVIDERS = frozenset({"finetuning", "tempolor"})
 TRIGGER_ENTRY_POINTS = "ftconnect.triggers"
 ACTION_ENTRY_POINTS = "ftconnect.actions"
 
-Matcher = Callable[["Event", Mapping[str, Any]], bool]
-Source = Callable[["TriggerContext", Mapping[str, Any]], Awaitable[None]]
-Performer = Callable[["ActionContext", Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
-LoadCheck = Callable[[Mapping[str, Any]], None]
-
-
-_S = TypeVar("_S", "TriggerSpec", "ActionSpec")
-
-
-class RegistryError(Exception):
-    """Two declarations share a key, or a plugin does not declare what it should."""
-
-
-@dataclass(frozen=True)
-class TriggerSpec:
-    """What starts an automation.
-
-    Event triggers list the event `kinds` they listen to and a `matches`
-    function that filters one event with the trigger's options. Source
-    triggers (schedules, account watches) have a `source` coroutine that runs
-    for the life of the runtime and fires events through its context.
-    """
-
-    key: str
-    title: str
-    description: str
-    schema: vol.Schema
-    example: Mapping[str, Any]
-    kinds: frozenset[str] = frozenset()
-    matches: Matcher | None = None
-    source: Source | None = None
-    providers: frozenset[str] = PROVIDERS
-
-    def __post_init__(self) -> None:
-        if (self.matches is None) == (self.source is None):
-            raise RegistryError(f"trigger {self.key!r}: declare exactly one of matches or source")
-        if self.matches is not None and not self.kinds:
-            raise RegistryError(f"trigger {self.key!r}: an event trigger must list its kinds")
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """One step of an automation.
-
-    `run` performs it and returns its output (a JSON-ready mapping that later
-    steps read as `steps.<id>`). `check` runs at load time on the validated
-    options (before templates render) to refuse dangerous or impossible
-    configurations early; `providers` lists where the action exists.
-    """
-
-    key: str
-    title: str
-    description: str
-    schema: vol.Schema
-    example: Mapping[str, Any]
-    run: Performer
-    providers: frozenset[str] = frozenset({"finetuning"})
-    destructive: bool = False
-    check: LoadCheck | None = None
-    output_example: Mapping[str, Any] = field(default_factory=dict)
-    # Options naming a folder or file: a relative one is relative to the automations
-    # file's folder (as state_dir is), not to wherever the command was started.
-    paths: tuple[str, ...] = ()
+_S = TypeVar("_S", TriggerSpec, ActionSpec)
 
 
 @dataclass

@@ -20,10 +20,11 @@ from jinja2.exceptions import SecurityError
 from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from connector.errors import ConnectorError
 from connector.redaction import scrub
 
 
-class TemplateError(Exception):
+class TemplateError(ConnectorError):
     """A template failed to compile or to render; the message says which and why."""
 
 

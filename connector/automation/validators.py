@@ -1,19 +1,50 @@
-"""Validators shared by trigger and action schemas (voluptuous), Home Assistant style.
+"""Validators shared by the schemas of triggers, actions and the file's sections (voluptuous).
 
 Fields that may hold a template are wrapped with `templatable(...)`: at load
 time a `Template` passes as is; at run time the rendered value is validated
 again by the same schema, so a template that renders out of range fails that
 run with the field's own message.
+
+The validators carry attributes the JSON Schema export reads (`inner`,
+`choices`, `bounds`, or a whole `json_schema` attached with `exported`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import voluptuous as vol
 
 from connector.automation.templates import Template
+from connector.providers import PROVIDERS
+
+_V = TypeVar("_V", bound=Callable[..., Any])
+
+
+def exported(json_schema: dict[str, Any]) -> Callable[[_V], _V]:
+    """Attach to a validator the JSON Schema it stands for.
+
+    `connector.automation.jsonschema` reads it for the export and for the README's config
+    reference; `x-allowed` there is the "allowed" column in words.
+    """
+
+    def attach(validator: _V) -> _V:
+        validator.json_schema = json_schema  # type: ignore[attr-defined]
+        return validator
+
+    return attach
+
+
+def optional(validator: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """None, or a value `validator` accepts."""
+
+    def validate(value: Any) -> Any:
+        return None if value is None else validator(value)
+
+    validate.__name__ = "optional"
+    validate.inner = validator  # type: ignore[attr-defined]  # read by the JSON Schema export
+    return validate
 
 
 def templatable(validator: Any) -> Any:
@@ -101,7 +132,7 @@ def positive_seconds(value: Any) -> float:
     return seconds
 
 
-PROVIDER = one_of("finetuning", "tempolor")
+PROVIDER = one_of(*PROVIDERS)
 
 
 # An option that names a playlist (by id or by name): `check` looks these up in

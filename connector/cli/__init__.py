@@ -1,0 +1,1 @@
+"""`ftconnect`: the command line over the library. Nothing else in the package imports it."""

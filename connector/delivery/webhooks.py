@@ -9,7 +9,9 @@ Every delivery is a JSON POST carrying three headers (standardwebhooks.com):
   `"{webhook-id}.{webhook-timestamp}." + body`, keyed with the base64-decoded
   part of a `whsec_...` secret (only when a secret is configured).
 
-    delivery = await send_webhook(url, {"type": "track.completed", ...}, secret=secret)
+    delivery = await send_webhook(
+        url, {"type": "track.completed", ...}, secret=secret, session=session
+    )
 
 `verify()` is the receiving side, for our own listener and tests. Secrets and
 signatures never appear in logs, messages or reprs.
@@ -24,7 +26,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import secrets
 import time
 import uuid
@@ -37,7 +38,8 @@ import aiohttp
 from pydantic import BaseModel
 from yarl import URL
 
-from connector.errors import FinetuningError
+from connector.errors import ConnectorError, DeliveryError
+from connector.providers.http import backoff_delay
 from connector.redaction import scrub
 from connector.version import USER_AGENT
 
@@ -55,7 +57,7 @@ HEADER_TIMESTAMP = "webhook-timestamp"
 HEADER_SIGNATURE = "webhook-signature"
 
 
-class WebhookSecretError(ValueError):
+class WebhookSecretError(ConnectorError, ValueError):
     """A webhook secret is malformed. The message describes it without showing it."""
 
 
@@ -74,7 +76,7 @@ class WebhookDelivery:
     error: str | None = None
 
 
-class WebhookDeliveryError(FinetuningError):
+class WebhookDeliveryError(DeliveryError):
     """A webhook could not be delivered; `delivery` holds what happened."""
 
     default_code = "WEBHOOK_FAILED"
@@ -263,12 +265,6 @@ def _retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-def _backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with "equal jitter": between half and all of base * 2^(n-1)."""
-    ceiling = min(cap, base * 2.0 ** (attempt - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
 def _retryable(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
@@ -278,7 +274,7 @@ async def send_webhook(
     payload: Any,
     *,
     secret: str | None,
-    session: aiohttp.ClientSession | None = None,
+    session: aiohttp.ClientSession,
     msg_id: str | None = None,
     max_attempts: int = 5,
     backoff_base: float = 1.0,
@@ -289,10 +285,13 @@ async def send_webhook(
 ) -> WebhookDelivery:
     """POST `payload` (JSON-encoded unless already bytes) to `url`, signed when `secret` is set.
 
+    `session` is the connector's HTTP session (an action's `context.session`);
+    it is used, never closed. `timeout` bounds each attempt, set per request.
     Retries with exponential backoff and jitter on 429, 5xx, timeouts and
     connection errors, waiting what `Retry-After` asks when given (both
     capped at `backoff_max`); other answers are final: any 2xx succeeds,
-    3xx (redirects are not followed) and other 4xx fail at once. Each attempt
+    3xx and other 4xx fail at once. Redirects are never followed, so the
+    signature and the body go only where they were addressed. Each attempt
     gets a fresh `webhook-timestamp` and signature; `webhook-id` stays.
     Returns the `WebhookDelivery`, or raises `WebhookDeliveryError` carrying
     it when every attempt failed.
@@ -312,83 +311,77 @@ async def send_webhook(
     body = _encode(payload)
     target = _target(url)
 
-    owns_session = session is None
-    http = session or aiohttp.ClientSession()
     status: int | None = None
     error = ""
     attempt = 0
-    try:
-        while True:
-            attempt += 1
-            timestamp = int(clock())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                HEADER_ID: msg_id,
-                HEADER_TIMESTAMP: str(timestamp),
-            }
-            if secret is not None:
-                headers[HEADER_SIGNATURE] = sign(secret, msg_id, timestamp, body)
-            retry_after: float | None = None
-            retry = True
-            try:
-                async with http.post(
-                    url,
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=timeout),
-                ) as response:
-                    status = response.status
-                    await response.read()  # the whole answer, so the connection can be reused
-                    if 200 <= status < 300:
-                        _LOGGER.debug(
-                            "webhook %s to %s: HTTP %d on attempt %d",
-                            msg_id,
-                            target,
-                            status,
-                            attempt,
-                        )
-                        return WebhookDelivery(True, status, attempt, msg_id)
-                    error = f"HTTP {status} {response.reason or ''}".rstrip()
-                    retry = _retryable(status)
-                    if 300 <= status < 400:
-                        error += " (redirects are not followed: configure the final URL)"
-                    if retry:
-                        retry_after = _retry_after(response.headers.get("Retry-After"), clock())
-            except TimeoutError:
-                status = None
-                error = f"no answer within {timeout:g} s"
-            except aiohttp.ClientConnectorCertificateError as err:
-                # A bad certificate will not fix itself between attempts.
-                status, error, retry = (
-                    None,
-                    f"TLS certificate rejected: {err.certificate_error}",
-                    False,
-                )
-            except aiohttp.ClientError as err:
-                status = None
-                error = _scrub(f"{type(err).__name__}: {err}", url, target)
-            if not retry or attempt >= max_attempts:
-                break
-            delay = (
-                retry_after
-                if retry_after is not None
-                else _backoff(attempt, backoff_base, backoff_max)
+    while True:
+        attempt += 1
+        timestamp = int(clock())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            HEADER_ID: msg_id,
+            HEADER_TIMESTAMP: str(timestamp),
+        }
+        if secret is not None:
+            headers[HEADER_SIGNATURE] = sign(secret, msg_id, timestamp, body)
+        retry_after: float | None = None
+        retry = True
+        try:
+            async with session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                status = response.status
+                await response.read()  # the whole answer, so the connection can be reused
+                if 200 <= status < 300:
+                    _LOGGER.debug(
+                        "webhook %s to %s: HTTP %d on attempt %d",
+                        msg_id,
+                        target,
+                        status,
+                        attempt,
+                    )
+                    return WebhookDelivery(True, status, attempt, msg_id)
+                error = f"HTTP {status} {response.reason or ''}".rstrip()
+                retry = _retryable(status)
+                if 300 <= status < 400:
+                    error += " (redirects are not followed: configure the final URL)"
+                if retry:
+                    retry_after = _retry_after(response.headers.get("Retry-After"), clock())
+        except TimeoutError:
+            status = None
+            error = f"no answer within {timeout:g} s"
+        except aiohttp.ClientConnectorCertificateError as err:
+            # A bad certificate will not fix itself between attempts.
+            status, error, retry = (
+                None,
+                f"TLS certificate rejected: {err.certificate_error}",
+                False,
             )
-            delay = min(delay, backoff_max)
-            _LOGGER.debug(
-                "webhook %s to %s: %s on attempt %d; retrying in %.1f s",
-                msg_id,
-                target,
-                error,
-                attempt,
-                delay,
-            )
-            await sleep(delay)
-    finally:
-        if owns_session:
-            await http.close()
+        except aiohttp.ClientError as err:
+            status = None
+            error = _scrub(f"{type(err).__name__}: {err}", url, target)
+        if not retry or attempt >= max_attempts:
+            break
+        delay = (
+            retry_after
+            if retry_after is not None
+            else backoff_delay(attempt, base=backoff_base, cap=backoff_max, jitter="equal")
+        )
+        delay = min(delay, backoff_max)
+        _LOGGER.debug(
+            "webhook %s to %s: %s on attempt %d; retrying in %.1f s",
+            msg_id,
+            target,
+            error,
+            attempt,
+            delay,
+        )
+        await sleep(delay)
     delivery = WebhookDelivery(False, status, attempt, msg_id, error)
     tries = "attempt" if attempt == 1 else "attempts"
     final = "" if retry else " (not retried)"

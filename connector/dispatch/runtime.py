@@ -20,28 +20,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import voluptuous as vol
-from pydantic.alias_generators import to_camel
+import aiohttp
 
-from connector.automation.config import AutomationConfig, ConnectorConfig, StepConfig
+from connector.automation.model import AutomationConfig, ConnectorConfig
 from connector.automation.registry import Registry, default_registry
-from connector.automation.templates import Template, TemplateError, render
-from connector.errors import FinetuningError, GenerationClaimedError
+from connector.dispatch.background import Background, checkpoint_periodically, prune_periodically
+from connector.dispatch.contexts import SourceContext
+from connector.dispatch.intents import OpenIntents
+from connector.dispatch.journal_writes import JournalWrites
+from connector.dispatch.records import (
+    EventListener,
+    RunListener,
+    RunRecord,
+    StepListener,
+    notify,
+)
+from connector.dispatch.runs import perform
+from connector.errors import ConnectorError, GenerationClaimedError
 from connector.events import Event
 from connector.ingress.poller import GenerationPoller, PollerState, TempolorJobPoller
+from connector.journal.connection import JournalError
+from connector.journal.intents import (
+    GENERATE_ACTION,
+    GenerationIntent,
+    IntentFormatError,
+)
 from connector.journal.lock import StateDirLock
-from connector.journal.store import RunRow, Store, StoreError
+from connector.journal.runs import RunRow
+from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient
 from connector.providers.finetuning.models import Generation
+from connector.providers.hosts import is_loopback
 from connector.redaction import register_secret
 
 if TYPE_CHECKING:
@@ -51,167 +68,13 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 POLLER_CURSOR = "poller:finetuning"
-PRUNE_EVERY = 3600.0  # seconds between retention passes
-CHECKPOINT_EVERY = 2.0  # seconds between WAL checkpoints, run off the event loop
 # Seconds between looks for runs another process queued (`ftconnect replay`).
 QUEUED_RUNS_EVERY = 1.0
-# A failing journal write inside a run is retried in place: first after this many
-# seconds, doubling up to the maximum; the warning is repeated at most this often.
-JOURNAL_RETRY_FIRST = 0.1
-JOURNAL_RETRY_MAX = 5.0
-JOURNAL_LOG_EVERY = 60.0
-T = TypeVar("T")
 WEBHOOK_TOKEN = "webhook_token"
 
 
-class ListenerStartError(RuntimeError):
+class ListenerStartError(ConnectorError):
     """The webhook listener cannot listen where `webhook.listen` says."""
-
-
-@dataclass
-class StepRecord:
-    """One action step of a run, as the listeners see it."""
-
-    step_id: str
-    action: str
-    status: str = "running"  # running, succeeded, failed
-    output: Mapping[str, Any] | None = None
-    error: str | None = None
-    attempt: int = 1
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-
-
-@dataclass
-class RunRecord:
-    """One automation run for one event, as the listeners see it."""
-
-    run_id: str
-    automation_id: str
-    event: Event
-    status: str = "running"  # running, succeeded, failed, skipped
-    steps: list[StepRecord] = field(default_factory=list)
-    error: str | None = None
-    resumed: bool = False
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-
-
-RunListener = Callable[[RunRecord], None]
-StepListener = Callable[[RunRecord, StepRecord], None]
-EventListener = Callable[[Event], None]
-
-
-class TriggerContext:
-    """What a source trigger (schedule, credits_low) gets: a way to fire events."""
-
-    def __init__(self, runtime: Runtime, automation_id: str, trigger_index: int) -> None:
-        self.runtime = runtime
-        self.automation_id = automation_id
-        self.trigger_index = trigger_index
-
-    @property
-    def finetuning(self) -> FinetuningClient:
-        return self.runtime.finetuning
-
-    async def fire(self, kind: str, key: str, data: Mapping[str, Any]) -> bool:
-        """Fire an event for this automation only; returns False for a repeat key."""
-        event = Event(kind=kind, key=key, source=kind, data=dict(data))
-        return await self.runtime.submit_event(event, only_automation=self.automation_id)
-
-
-class ActionContext:
-    """What an action gets: the clients, the event, earlier outputs, and its journal."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        run: RunRecord,
-        step: StepConfig,
-        step_index: int,
-        attempt: int,
-        variables: Mapping[str, Any],
-    ) -> None:
-        self.runtime = runtime
-        self.run = run
-        self.step = step
-        self.step_index = step_index
-        self.attempt = attempt
-        self.variables = variables
-
-    @property
-    def event(self) -> Event:
-        return self.run.event
-
-    @property
-    def finetuning(self) -> FinetuningClient:
-        return self.runtime.finetuning
-
-    @property
-    def tempolor(self) -> TempolorClient:
-        """The TemPolor client; a clear error when the file has no `tempolor:` section."""
-        if self.runtime.tempolor is None:
-            raise FinetuningError(
-                "this step uses TemPolor, but the automations file has no 'tempolor:' section "
-                "with an api_token",
-                code="PROVIDER_NOT_CONFIGURED",
-            )
-        return self.runtime.tempolor
-
-    @property
-    def resuming(self) -> bool:
-        """An earlier attempt of this step may have taken effect (a crash cut it short)."""
-        return self.attempt > 1
-
-    @property
-    def allow_local_webhook(self) -> bool:
-        """Loopback webhooks are fine when the API itself is on loopback (the sandbox)."""
-        return self.runtime.api_is_local
-
-    def webhook_url(self, provider: str = "finetuning") -> str | None:
-        """Where providers should send results of what this step submits."""
-        return self.runtime.webhook_url(provider)
-
-    async def record_intent(self, fingerprint: Mapping[str, Any]) -> None:
-        """Journal what is about to be submitted, before sending it.
-
-        Until the step ends, a generation matching the intent counts as ours even
-        if a webhook or the poller sees it finish before the step hears back.
-        """
-        store = self.runtime.store
-        await self.runtime.journal(
-            "record an intent", store.record_intent, self.run.run_id, self.step_index, fingerprint
-        )
-        self.runtime.open_intent(fingerprint, self.run.run_id, self.step_index)
-
-    def intent(self) -> Mapping[str, Any] | None:
-        """What an earlier attempt of this step meant to submit, if it got that far."""
-        return self.runtime.store.intent(self.run.run_id, self.step_index)
-
-    async def submitted(self, generation: Generation) -> None:
-        """Record a generation this connector submitted (filters, fast polling)."""
-        await self.runtime.journal(
-            "record a submission",
-            self.runtime.note_submission,
-            generation,
-            run_id=self.run.run_id,
-        )
-
-    def claimed_by_other(self, generation: Generation) -> str | None:
-        """The run that already holds `generation`, when it is not this one."""
-        owner = self.runtime.store.submitted_by(generation.provider, generation.id)
-        return owner if owner is not None and owner != self.run.run_id else None
-
-    def rival_intents(self, intent: Mapping[str, Any]) -> list[tuple[str, int]]:
-        """Other runs' open submissions identical to `intent` (see `Runtime.rival_intents`)."""
-        return self.runtime.rival_intents(intent, self.run.run_id, self.step_index)
-
-    async def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
-        """Wait until a generation ends (inside the shared read budget)."""
-        return await self.finetuning.wait_for_generation(generation_id, timeout=timeout)
-
-    def log(self, message: str) -> None:
-        _LOGGER.info("%s/%s: %s", self.run.automation_id, self.step.id, message)
 
 
 class Runtime:
@@ -243,23 +106,25 @@ class Runtime:
         self._batch: list[
             tuple[Event, list[tuple[str, AutomationConfig]], asyncio.Future[bool]]
         ] = []
-        # Submissions whose outcome is not known yet: intent key -> {(run id, step index)}.
-        # Several runs may hold the same key (a fixed seed and constant tags).
-        self._open_intents: dict[tuple[Any, ...], set[tuple[str, int]]] = {}
+        self.intents = OpenIntents()
         self._slots = asyncio.Semaphore(max(1, config.max_concurrent_runs))
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()  # run ids with a task in this process
-        self._journal_problem: str | None = None  # the last journal write that failed
-        self._journal_logged = 0.0
+        self.journal = JournalWrites()  # `await runtime.journal(what, write, ...)`
         self._lock: StateDirLock | None = None
-        self._source_tasks: list[asyncio.Task[None]] = []
+        self._sources = Background()  # pollers, trigger sources, upkeep
         # Events are accepted once there is a journal to record them in.
         self._accepting = store is not None
 
     @property
     def api_is_local(self) -> bool:
         """The API is on this machine (the sandbox): it may be told loopback hook URLs."""
-        return _is_loopback(self.finetuning.base_url.host)
+        return is_loopback(self.finetuning.base_url.host)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The one HTTP session of this running connector: clients and actions share it."""
+        return self.finetuning.session
 
     @property
     def store(self) -> Store:
@@ -310,8 +175,12 @@ class Runtime:
         # crash may have submitted are ours, whatever notices them first.
         for row in unfinished:
             for step in row.steps:
-                if step.status == "running":
-                    intent = store.intent(row.run_id, step.step_index)
+                if step.status == "running" and step.action == GENERATE_ACTION:
+                    try:
+                        intent = store.generation_intent(row.run_id, step.step_index)
+                    except IntentFormatError as err:
+                        _LOGGER.error("%s", err)  # the step fails with it when it resumes
+                        continue
                     if intent is not None:
                         self.open_intent(intent, row.run_id, step.step_index)
         self._accepting = True
@@ -339,7 +208,7 @@ class Runtime:
             for index, trigger in enumerate(automation.triggers):
                 spec = self.registry.triggers[trigger.key]
                 if spec.source is not None:
-                    context = TriggerContext(self, automation.id, index)
+                    context = SourceContext(self, automation.id, index)
                     self._spawn_source(
                         spec.source(context, trigger.options), f"{automation.id}:{trigger.key}"
                     )
@@ -374,9 +243,9 @@ class Runtime:
         last = self.poller.last_success if self.poller else None
         age = round(time.monotonic() - last, 1) if last is not None else None
         body: dict[str, Any] = {
-            "status": "degraded" if self._journal_problem else "ok",
+            "status": "degraded" if self.journal.problem else "ok",
             # /healthz is unauthenticated: the cause, but not where the files are.
-            "journal": (self._journal_problem or "ok").replace(
+            "journal": (self.journal.problem or "ok").replace(
                 str(self._store.state_dir) if self._store else "\0", "<state_dir>"
             ),
             "last_poll_age_seconds": age,
@@ -384,44 +253,22 @@ class Runtime:
         }
         return body
 
-    def _spawn_source(self, coroutine: Any, name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coroutine
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _LOGGER.exception("trigger source %s stopped", name)
-
-        self._source_tasks.append(asyncio.create_task(guarded(), name=name))
+    def _spawn_source(self, coroutine: Awaitable[None], name: str) -> None:
+        self._sources.spawn(coroutine, name)
 
     async def _prune_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(PRUNE_EVERY)
-            try:
-                result = self.store.prune(older_than=self.config.retention_days * 86400)
-            except StoreError as err:
-                _LOGGER.warning("retention pass failed, next in %g s: %s", PRUNE_EVERY, err)
-                continue
-            _LOGGER.info("retention: %s", result)
+        await prune_periodically(self.store, self.config.retention_days * 86400)
 
     async def checkpoint_periodically(self) -> None:
         """Checkpoint the journal's WAL from a worker thread (started by `start()`)."""
-        store = self.store
-        while True:
-            await asyncio.sleep(CHECKPOINT_EVERY)
-            try:
-                await asyncio.to_thread(store.checkpoint)
-            except StoreError as err:
-                _LOGGER.debug("WAL checkpoint failed, next in %g s: %s", CHECKPOINT_EVERY, err)
+        await checkpoint_periodically(self.store)
 
     async def stop(self, *, grace: float = 30.0) -> None:
         """Take no new work; let runs in flight finish (up to `grace` s, then leave them
         resumable); close the journal if the runtime opened it."""
         # Pollers and sources first, then the listener, and only then refuse events:
         # an event refused while a poller still runs would be dropped from its mark.
-        await _cancel_all(self._source_tasks)
-        self._source_tasks.clear()
+        await self._sources.cancel_all()
         if self.listener is not None:
             await self.listener.stop()
         self._accepting = False
@@ -457,31 +304,24 @@ class Runtime:
             return None
         return str(self.listener.hook_url(provider, public_url))
 
-    def open_intent(self, intent: Mapping[str, Any], run_id: str, step_index: int) -> None:
-        """Remember a submission whose outcome is not known yet (see `_is_ours`)."""
-        key = _intent_key(intent)
-        if key is not None:
-            self._open_intents.setdefault(key, set()).add((run_id, step_index))
+    def open_intent(self, intent: GenerationIntent, run_id: str, step_index: int) -> None:
+        """Remember a submission whose outcome is not known yet (see `OpenIntents`)."""
+        self.intents.open(intent, run_id, step_index)
 
     def rival_intents(
-        self, intent: Mapping[str, Any], run_id: str, step_index: int
+        self, intent: GenerationIntent, run_id: str, step_index: int
     ) -> list[tuple[str, int]]:
-        """Other open submissions that describe the same generation as `intent`
-        (same tags and seed): while any is open, which generation is whose is unknown."""
-        key = _intent_key(intent)
-        owners = self._open_intents.get(key, set()) if key is not None else set()
-        return sorted(owner for owner in owners if owner != (run_id, step_index))
+        """Other steps' open submissions that describe the same generation as `intent`."""
+        return self.intents.rivals(intent, run_id, step_index)
 
-    def _close_intents(self, run_id: str, step_index: int) -> None:
-        for key, owners in list(self._open_intents.items()):
-            owners.discard((run_id, step_index))
-            if not owners:
-                del self._open_intents[key]
+    def close_intents(self, run_id: str, step_index: int) -> None:
+        """The step's submission has an outcome now: it no longer claims generations."""
+        self.intents.close(run_id, step_index)
 
     def _is_ours(self, generation: Generation) -> bool:
         if self.store.is_submitted(generation.provider, generation.id):
             return True
-        return _generation_key(generation) in self._open_intents
+        return self.intents.claims(generation)
 
     def note_submission(self, generation: Generation, *, run_id: str | None = None) -> None:
         """A generation this connector submitted: remember it as ours and poll fast.
@@ -544,13 +384,13 @@ class Runtime:
                 [(event, [(rid, a.id) for rid, a in runs]) for event, runs, _ in batch]
             )
         except Exception as err:
-            if isinstance(err, StoreError):
-                self._journal_failing("record events", err)
+            if isinstance(err, JournalError):
+                self.journal.failing("record events", err)
             for _event, _runs, future in batch:
                 if not future.done():
                     future.set_exception(err)
             return
-        self._journal_ok()
+        self.journal.ok()
         for (event, runs, future), new in zip(batch, results, strict=True):
             if new:
                 # Started here, not by the caller: a caller that goes away (a webhook
@@ -562,7 +402,7 @@ class Runtime:
                             {},
                         )
                 finally:
-                    _notify(self.event_listeners, event)
+                    notify(self.event_listeners, event)
             if not future.done():
                 future.set_result(new)
 
@@ -667,200 +507,9 @@ class Runtime:
             await self.journal(
                 "finish run", self.store.finish_run, run.run_id, run.status, run.error
             )
-            _notify(self.run_listeners, run)
+            notify(self.run_listeners, run)
 
     async def _perform(
         self, automation: AutomationConfig, run: RunRecord, done: dict[int, dict[str, Any]]
     ) -> None:
-        steps: dict[str, Any] = {}
-        variables: dict[str, Any] = {
-            "trigger": run.event.variables(),
-            "steps": steps,
-            "automation": {"id": automation.id, "alias": automation.alias},
-        }
-        if not done:
-            for index, condition in enumerate(automation.conditions):
-                try:
-                    passed = (
-                        condition.render(variables)
-                        if isinstance(condition, Template)
-                        else condition
-                    )
-                except TemplateError as err:
-                    run.status, run.error = "failed", f"conditions[{index}]: {err}"
-                    return
-                if not passed:
-                    run.status, run.error = "skipped", f"conditions[{index}] is false"
-                    return
-        for index, step in enumerate(automation.actions):
-            if index in done:
-                steps[step.id] = _template_view(done[index])
-                continue
-            attempt = await self.journal(
-                "start a step", self.store.step_started, run.run_id, index, step.id, step.action
-            )
-            record = StepRecord(step_id=step.id, action=step.action, attempt=attempt)
-            run.steps.append(record)
-            try:
-                context = ActionContext(self, run, step, index, attempt, variables)
-                output = await self._perform_step(step, context, variables)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                if not isinstance(err, TemplateError | vol.Invalid | FinetuningError | ValueError):
-                    # A bug in an action: the run fails, the runtime and the journal do not.
-                    _LOGGER.exception("step %s of run %s crashed", step.id, run.run_id)
-                self._close_intents(run.run_id, index)
-                record.status, record.error = "failed", _describe(step, err)
-                record.finished_at = datetime.now(UTC)
-                await self.journal(
-                    "finish a step",
-                    self.store.step_finished,
-                    run.run_id,
-                    index,
-                    "failed",
-                    error=record.error,
-                )
-                run.status, run.error = "failed", record.error
-                self._step_done(run, record)
-                return
-            self._close_intents(run.run_id, index)
-            record.status, record.output = "succeeded", output
-            record.finished_at = datetime.now(UTC)
-            await self.journal(
-                "finish a step",
-                self.store.step_finished,
-                run.run_id,
-                index,
-                "succeeded",
-                output=output,
-            )
-            steps[step.id] = _template_view(dict(output))
-            self._step_done(run, record)
-        run.status = "succeeded"
-
-    async def journal(self, what: str, write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call a journal write, retrying it with backoff while the journal fails.
-
-        A full disk, a locked or unwritable database: the run waits here, in this
-        process, and carries on once the write succeeds; nothing is skipped and
-        nothing needs a restart. Meanwhile `/healthz` reports degraded. Only
-        `StoreError` is retried: misuse (a `ValueError`) is a bug and raises.
-        """
-        delay = JOURNAL_RETRY_FIRST
-        while True:
-            try:
-                result = write(*args, **kwargs)
-            except StoreError as err:
-                self._journal_failing(what, err)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, JOURNAL_RETRY_MAX)
-                continue
-            self._journal_ok()
-            return result
-
-    def _journal_failing(self, what: str, err: Exception) -> None:
-        now = time.monotonic()
-        first = self._journal_problem is None
-        self._journal_problem = f"cannot {what}: {err}"
-        if first or now - self._journal_logged >= JOURNAL_LOG_EVERY:
-            self._journal_logged = now
-            _LOGGER.warning(
-                "journal write failed (%s); retrying with backoff, runs wait", self._journal_problem
-            )
-
-    def _journal_ok(self) -> None:
-        if self._journal_problem is not None:
-            _LOGGER.warning("journal writable again after: %s", self._journal_problem)
-            self._journal_problem = None
-
-    def _step_done(self, run: RunRecord, record: StepRecord) -> None:
-        _notify(self.step_listeners, run, record)
-
-    async def _perform_step(
-        self, step: StepConfig, context: ActionContext, variables: Mapping[str, Any]
-    ) -> Mapping[str, Any]:
-        spec = self.registry.actions[step.action]
-        options = spec.schema(render(step.options, variables))
-        return await spec.run(context, options)
-
-
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel tasks and wait until they are done, cancelling again while any is not.
-
-    On Python 3.11 a cancellation that lands as an `asyncio.timeout()` inside the
-    task expires (a request timing out in a poll) is taken for the timeout and
-    swallowed; waiting once would then hang until the next interval or forever.
-    """
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _done, pending = await asyncio.wait(pending, timeout=1.0)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            _LOGGER.error("trigger source %s ended with an error", task.get_name())
-
-
-class _Fields(dict[str, Any]):
-    """A step's output as templates see it: a generation in it is the API's wire form
-    (camelCase), and its fields answer to the snake_case names `trigger.generation`
-    uses too (`steps.make.generation.audio_url` as well as `.audioUrl`)."""
-
-    def __missing__(self, key: object) -> Any:
-        if isinstance(key, str) and "_" in key:
-            camel = to_camel(key)
-            if camel != key and camel in self:
-                return self[camel]
-        raise KeyError(key)
-
-
-def _template_view(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return _Fields({key: _template_view(item) for key, item in value.items()})
-    if isinstance(value, list):
-        return [_template_view(item) for item in value]
-    return value
-
-
-def _notify(listeners: list[Callable[..., None]], *args: Any) -> None:
-    """Tell every listener; one that fails (stdout closed under `| tee`) is logged and
-    must not stop the others, nor the runtime."""
-    for listener in listeners:
-        try:
-            listener(*args)
-        except Exception:
-            _LOGGER.exception("a listener failed; carrying on")
-
-
-def _intent_key(intent: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """What identifies a submission: TemPolor's replyRef, or Finetuning's tags and seed."""
-    if intent.get("replyRef"):
-        return ("tempolor", intent["replyRef"])
-    if "tags" in intent and "seed" in intent:
-        return ("finetuning", intent["tags"], intent["seed"])
-    return None
-
-
-def _generation_key(generation: Generation) -> tuple[Any, ...] | None:
-    if generation.provider == "tempolor":
-        raw = (generation.model_extra or {}).get("tempolor")
-        reference = raw.get("replyRef") if isinstance(raw, dict) else None
-        return ("tempolor", reference) if reference else None
-    seed = generation.parameters.seed if generation.parameters else None
-    return ("finetuning", generation.prompt, seed)
-
-
-def _is_loopback(host: str | None) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
-def _describe(step: StepConfig, err: Exception) -> str:
-    if isinstance(err, vol.MultipleInvalid):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.path) or '(options)'}: {e.msg}" for e in err.errors
-        )
-        return f"{step.id} ({step.action}): invalid options after rendering: {problems}"
-    if isinstance(err, vol.Invalid):
-        return f"{step.id} ({step.action}): {err.msg}"
-    return f"{step.id} ({step.action}): {err}"
+        await perform(self, automation, run, done)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from connector.errors import FinetuningError
+from connector.errors import ProviderError
 from connector.events import Event, generation_event_key
-from connector.journal.store import StoreError
+from connector.journal.connection import JournalError
 from connector.providers.finetuning.client import FinetuningClient
 from connector.providers.finetuning.models import Generation
 
@@ -130,7 +130,7 @@ class GenerationPoller:
             started = time.monotonic()
             try:
                 await self.poll_once()
-            except (FinetuningError, StoreError) as err:
+            except (ProviderError, JournalError) as err:
                 _LOGGER.warning("poll failed, will retry: %s", err)
             except Exception:
                 # The journal locked or full: the poller must outlive it and try again.
@@ -260,7 +260,7 @@ class TempolorJobPoller:
         for job_id in self.pending():
             try:
                 job = await self.client.get_job(job_id)
-            except FinetuningError as err:
+            except ProviderError as err:
                 _LOGGER.warning("TemPolor job %s: %s", job_id, err)
                 continue
             if not job.is_final:

@@ -23,13 +23,15 @@ import os
 import time
 from pathlib import Path
 
+from connector.errors import ConnectorError
+
 __all__ = ["LOCK_FILE", "StateDirLock", "StateDirLocked", "holder"]
 
 LOCK_FILE = "daemon.lock"
 ACQUIRE_TRIES = 5
 
 
-class StateDirLocked(RuntimeError):
+class StateDirLocked(ConnectorError):
     """Another process holds the state directory's lock."""
 
     def __init__(self, state_dir: Path, pid: int | None) -> None:

@@ -19,7 +19,9 @@ from .config import AccountConfig, FaultRule, SandboxConfig
 
 if TYPE_CHECKING:
     from .app import SandboxHandle, create_app, run_sandbox
-    from .state import Clock, GroundTruth, ManualClock, Sandbox
+    from .clock import Clock, ManualClock
+    from .ground_truth import GroundTruth
+    from .state import Sandbox
 
 __all__ = [
     "AccountConfig",
@@ -35,9 +37,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Clock": "state",
-    "GroundTruth": "state",
-    "ManualClock": "state",
+    "Clock": "clock",
+    "GroundTruth": "ground_truth",
+    "ManualClock": "clock",
     "Sandbox": "state",
     "SandboxHandle": "app",
     "create_app": "app",

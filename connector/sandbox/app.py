@@ -32,17 +32,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from .audio import MAX_DURATION
+from .clock import Clock
 from .config import FaultRule, SandboxConfig
-from .finetuning import ACCOUNT, CREATED_ID, SANDBOX, add_routes, not_found, read_json_object
-from .state import STATUSES, ApiError, Clock, RateDecision, RequestRecord, Sandbox
+from .errors import ApiError
+from .finetuning import NOTES, SANDBOX, Notes, add_routes, not_found, read_json_object
+from .ground_truth import RequestRecord
+from .records import STATUSES
+from .state import Sandbox
 from .tempolor import create_tempolor_app
 
 logger = logging.getLogger(__name__)
-
-RATE = web.RequestKey("ft_rate", RateDecision)  # the decision behind the rate headers
-FAULT = web.RequestKey("ft_fault", str)  # the fault applied, if any
-DROPPED = web.RequestKey("ft_dropped", bool)  # the connection was closed unanswered
-BUCKET = web.RequestKey("ft_bucket", str)  # the rate bucket the request was checked against
 
 KEY_PATTERN = re.compile(r"ft_live_[0-9a-f]{32}")
 TEMPOLOR_PREFIX = "/v1/tempolor"
@@ -107,9 +106,11 @@ def _request_log(sandbox: Sandbox) -> Middleware:
         at = sandbox.clock.time()
         started = time.monotonic()
         status: int | None = None
+        notes = Notes()
+        token = NOTES.set(notes)
         try:
             response = await handler(request)
-            status = None if request.get(DROPPED) else response.status
+            status = None if notes.dropped else response.status
             return response
         except web.HTTPException as exc:
             status = exc.status
@@ -120,7 +121,8 @@ def _request_log(sandbox: Sandbox) -> Middleware:
             status = 500
             raise
         finally:
-            account = request.get(ACCOUNT)
+            NOTES.reset(token)
+            account = notes.account
             sandbox.ground_truth.record_request(
                 RequestRecord(
                     method=request.method,
@@ -128,8 +130,8 @@ def _request_log(sandbox: Sandbox) -> Middleware:
                     query=request.query_string,
                     status=status,
                     account=account.name if account is not None else None,
-                    bucket=request.get(BUCKET),
-                    fault=request.get(FAULT),
+                    bucket=notes.bucket,
+                    fault=notes.fault,
                     at=at,
                     elapsed=round(time.monotonic() - started, 6),
                 )
@@ -152,7 +154,7 @@ def _envelope(sandbox: Sandbox) -> Middleware:
         except Exception:
             logger.exception("sandbox: unexpected error on %s %s", request.method, request.path)
             response = error_response(ApiError(500, "INTERNAL_ERROR", INTERNAL_MESSAGE))
-        decision: RateDecision | None = request.get(RATE)
+        decision = NOTES.get().rate
         if decision is None:
             # Not counted (no key, no route, control surface): the read bucket, untouched.
             limit = sandbox.config.read_limit
@@ -175,14 +177,15 @@ def _faults(sandbox: Sandbox) -> Middleware:
         matching = sandbox.faults.matching(request.method, path)
         if not matching:
             return await handler(request)
+        notes = NOTES.get()
         latency = sum(active.rule.latency for active in matching)
         if latency > 0:
-            request[FAULT] = "latency"
+            notes.fault = "latency"
             await asyncio.sleep(latency)
         for active in matching:
             if active.rule.drop_rate > 0 and active.rng.random() < active.rule.drop_rate:
-                request[FAULT] = "drop"
-                request[DROPPED] = True
+                notes.fault = "drop"
+                notes.dropped = True
                 if request.transport is not None:
                     request.transport.close()
                 # Nothing reaches the client: its connection is already closed.
@@ -190,7 +193,7 @@ def _faults(sandbox: Sandbox) -> Middleware:
             if active.rule.error_rate > 0 and active.rng.random() < active.rule.error_rate:
                 active.served_errors += 1
                 status = 500 if active.served_errors % 2 else 503
-                request[FAULT] = f"error_{status}"
+                notes.fault = f"error_{status}"
                 if _is_tempolor(path):
                     return web.json_response(
                         {"error": INTERNAL_MESSAGE, "code": status}, status=status
@@ -201,10 +204,10 @@ def _faults(sandbox: Sandbox) -> Middleware:
         if request.method == "POST" and path == "/v1/generations":
             committing = next((a for a in matching if a.commits_left > 0), None)
         response = await handler(request)
-        generation_id: str | None = request.get(CREATED_ID)
+        generation_id = notes.created_id
         if committing is not None and response.status == 202 and generation_id is not None:
             committing.commits_left -= 1
-            request[FAULT] = "commit_then_fail"
+            notes.fault = "commit_then_fail"
             generation = sandbox.generation(generation_id)
             if generation is not None:
                 generation.commit_failed = True
@@ -226,9 +229,10 @@ def _auth(sandbox: Sandbox) -> Middleware:
         account = sandbox.account_for_key(key) if KEY_PATTERN.fullmatch(key) else None
         if account is None:
             raise ApiError(401, "INVALID_API_KEY", INVALID_KEY_MESSAGE)
-        request[ACCOUNT] = account
+        notes = NOTES.get()
+        notes.account = account
         if not account.has_api_access:
-            request[RATE] = sandbox.rate_limiter.peek(account.name, _bucket(request))
+            notes.rate = sandbox.rate_limiter.peek(account.name, _bucket(request))
             raise ApiError(403, "PRO_PLAN_REQUIRED", PLAN_MESSAGE)
         return await handler(request)
 
@@ -238,12 +242,13 @@ def _auth(sandbox: Sandbox) -> Middleware:
 def _rate_limit(sandbox: Sandbox) -> Middleware:
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        account = request.get(ACCOUNT)
+        notes = NOTES.get()
+        account = notes.account
         if account is None:
             return await handler(request)
         decision = sandbox.rate_limiter.hit(account.name, _bucket(request))
-        request[RATE] = decision
-        request[BUCKET] = decision.bucket
+        notes.rate = decision
+        notes.bucket = decision.bucket
         if not decision.allowed:
             code, message = RATE_MESSAGES[decision.bucket]
             raise ApiError(429, code, message, headers={"Retry-After": str(decision.retry_after)})
@@ -252,7 +257,7 @@ def _rate_limit(sandbox: Sandbox) -> Middleware:
         except ApiError as exc:
             if exc.status == 429:
                 # A refused request (QUEUE_FULL) gives its slot back.
-                request[RATE] = sandbox.rate_limiter.refund(account.name, decision)
+                notes.rate = sandbox.rate_limiter.refund(account.name, decision)
             raise
 
     return rate_limit

@@ -1,13 +1,13 @@
 """Route handlers of the Finetuning.ai public API v1.2 stand-in.
 
-Shapes follow shared/api/FINETUNING.md to the letter, quirks included: the
+Shapes follow the Finetuning.ai public API v1.2 reference to the letter, quirks included: the
 create response's createdAt is ISO without milliseconds and its
 `parameters.timesignature` a string; the GET shapes use "YYYY-MM-DD HH:MM:SS"
 for createdAt, ISO with milliseconds for completedAt and a numeric
 timesignature; `errors` is omitted when every item of a bulk request succeeded.
 
 Authentication, rate limits and faults are middlewares (`app.py`): a handler
-here finds the authenticated `Account` in `request[ACCOUNT]`.
+here finds the authenticated `Account` in the request's `NOTES`.
 """
 
 from __future__ import annotations
@@ -15,32 +15,48 @@ from __future__ import annotations
 import json
 import math
 import re
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from .state import (
+from .errors import ApiError
+from .formats import iso_millis, iso_seconds, number, sql_seconds
+from .ratelimits import RateDecision
+from .records import (
     GENERATION_TYPES,
     KEYS,
     LANGUAGES,
     SCALES,
     STATUSES,
     Account,
-    ApiError,
     Generation,
     GenerationParams,
     Playlist,
-    Sandbox,
-    iso_millis,
-    iso_seconds,
-    number,
-    sql_seconds,
-    webhook_problem,
 )
+from .state import Sandbox
+from .webhook_urls import webhook_problem
 
 SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox", Sandbox)
-ACCOUNT = web.RequestKey("ft_account", Account)  # the authenticated account
-CREATED_ID = web.RequestKey("ft_created_id", str)  # id of the generation a create committed
+
+
+@dataclass
+class Notes:
+    """What the middlewares and the handler learn about one request, for the log and headers."""
+
+    account: Account | None = None  # the authenticated account
+    created_id: str | None = None  # id of the generation a create committed
+    rate: RateDecision | None = None  # the decision behind the rate headers
+    bucket: str | None = None  # the rate bucket the request was checked against
+    fault: str | None = None  # the fault applied, if any
+    dropped: bool = False  # the connection was closed unanswered
+
+
+NOTES: ContextVar[Notes] = ContextVar("finetuning_sandbox_notes")
+"""The `Notes` of the request being served; the request log (outermost middleware) sets a
+fresh one per request. A context variable rather than the request's own mapping: typed
+request keys (`web.RequestKey`) came with aiohttp 3.14, and 3.14 warns on plain string keys."""
 
 MAX_IDS = 100
 
@@ -75,8 +91,11 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _account(request: web.Request) -> Account:
-    return request[ACCOUNT]
+def _account() -> Account:
+    account = NOTES.get().account
+    if account is None:  # unreachable behind the auth middleware
+        raise ApiError(401, "MISSING_API_KEY", "X-API-Key header was not provided")
+    return account
 
 
 def _data(payload: Any, status: int = 200) -> web.Response:
@@ -133,7 +152,7 @@ def _timesignature(body: dict[str, Any]) -> int:
         if not re.fullmatch(r"[2-7]", value):
             raise _validation(message, "timesignature")
         return int(value)
-    # The integer form is accepted too (§14 #1: responses use both forms).
+    # The integer form is accepted too (responses use both forms).
     if _is_number(value) and float(value).is_integer() and 2 <= value <= 7:
         return int(value)
     raise _validation(message, "timesignature")
@@ -231,7 +250,7 @@ def _query_enum(request: web.Request, name: str, allowed: tuple[str, ...]) -> st
 
 
 def render_created(generation: Generation, credits_remaining: int) -> dict[str, Any]:
-    """The 202 body of POST /v1/generations (§3)."""
+    """The 202 body of POST /v1/generations."""
     return {
         "id": generation.id,
         "status": generation.status,
@@ -251,7 +270,7 @@ def render_created(generation: Generation, credits_remaining: int) -> dict[str, 
 
 
 def render_generation(sandbox: Sandbox, generation: Generation) -> dict[str, Any]:
-    """A generation as GET /v1/generations/:id and the list show it (§5)."""
+    """A generation as GET /v1/generations/:id and the list show it."""
     completed_at = generation.completed_at
     return {
         "id": generation.id,
@@ -281,7 +300,7 @@ def render_generation(sandbox: Sandbox, generation: Generation) -> dict[str, Any
 
 
 def render_playlist_track(sandbox: Sandbox, generation: Generation) -> dict[str, Any]:
-    """A track inside GET /v1/playlists/:id (§7.2)."""
+    """A track inside GET /v1/playlists/:id."""
     return {
         "id": generation.id,
         "title": generation.title,
@@ -335,7 +354,7 @@ async def health(request: web.Request) -> web.Response:
 async def get_me(request: web.Request) -> web.Response:
     """GET /v1/me: the account and its limits."""
     sandbox = request.app[SANDBOX]
-    account = _account(request)
+    account = _account()
     return _data(
         {
             "id": account.user_id,
@@ -357,18 +376,18 @@ async def get_me(request: web.Request) -> web.Response:
 async def create_generation(request: web.Request) -> web.Response:
     """POST /v1/generations: validate, spend a credit, enqueue; 202."""
     sandbox = request.app[SANDBOX]
-    account = _account(request)
+    account = _account()
     body = await read_json_object(request)
     params = parse_generation_body(body, strict_webhooks=sandbox.config.strict_webhooks)
     generation = sandbox.create_generation(account.name, params)
-    request[CREATED_ID] = generation.id
+    NOTES.get().created_id = generation.id
     return _data(render_created(generation, account.total_remaining), status=202)
 
 
 async def list_generations(request: web.Request) -> web.Response:
     """GET /v1/generations: newest first, offset pagination, status and type filters."""
     sandbox = request.app[SANDBOX]
-    account = _account(request)
+    account = _account()
     limit = _query_int(request, "limit", 20, 1, 100)
     offset = _query_int(request, "offset", 0, 0, None)
     status = _query_enum(request, "status", STATUSES)
@@ -388,7 +407,7 @@ async def list_generations(request: web.Request) -> web.Response:
 async def get_generation(request: web.Request) -> web.Response:
     """GET /v1/generations/:id: one of your generations, else 404."""
     sandbox = request.app[SANDBOX]
-    generation = sandbox.visible_generation(_account(request).name, request.match_info["id"])
+    generation = sandbox.visible_generation(_account().name, request.match_info["id"])
     if generation is None:
         raise not_found("Generation not found")
     return _data(render_generation(sandbox, generation))
@@ -398,21 +417,21 @@ async def bulk_delete(request: web.Request) -> web.Response:
     """POST /v1/generations/bulk-delete: always 200, per-item errors keyed by `id`."""
     sandbox = request.app[SANDBOX]
     ids = parse_id_list(await read_json_object(request), "ids")
-    deleted, errors = sandbox.delete_generations(_account(request).name, ids)
+    deleted, errors = sandbox.delete_generations(_account().name, ids)
     return _data(_partial("deleted", deleted, errors))
 
 
 async def list_playlists(request: web.Request) -> web.Response:
     """GET /v1/playlists: all of your playlists, no pagination."""
     sandbox = request.app[SANDBOX]
-    playlists = sandbox.playlists(_account(request).name)
+    playlists = sandbox.playlists(_account().name)
     return _data({"playlists": [render_playlist(sandbox, p) for p in playlists]})
 
 
 async def get_playlist(request: web.Request) -> web.Response:
     """GET /v1/playlists/:id: yours, or another user's public one, with its tracks."""
     sandbox = request.app[SANDBOX]
-    account = _account(request)
+    account = _account()
     playlist = sandbox.visible_playlist(account.name, request.match_info["id"])
     if playlist is None:
         raise not_found("Playlist not found")
@@ -423,7 +442,7 @@ async def add_tracks(request: web.Request) -> web.Response:
     """POST /v1/playlists/:id/tracks: 200 when ≥1 added, else 400 ADD_FAILED with details."""
     sandbox = request.app[SANDBOX]
     track_ids = parse_id_list(await read_json_object(request), "trackIds")
-    added, errors = sandbox.add_tracks(_account(request).name, request.match_info["id"], track_ids)
+    added, errors = sandbox.add_tracks(_account().name, request.match_info["id"], track_ids)
     if not added:
         raise ApiError(400, "ADD_FAILED", errors[0]["error"], details=errors)
     return _data(_partial("added", added, errors))
@@ -433,9 +452,7 @@ async def remove_tracks(request: web.Request) -> web.Response:
     """POST /v1/playlists/:id/tracks/bulk-remove: always 200."""
     sandbox = request.app[SANDBOX]
     track_ids = parse_id_list(await read_json_object(request), "trackIds")
-    removed, errors = sandbox.remove_tracks(
-        _account(request).name, request.match_info["id"], track_ids
-    )
+    removed, errors = sandbox.remove_tracks(_account().name, request.match_info["id"], track_ids)
     return _data(_partial("removed", removed, errors))
 
 
@@ -454,7 +471,7 @@ async def move_tracks(request: web.Request) -> web.Response:
         raise _validation(
             "targetPlaylistId must differ from the source playlist", "targetPlaylistId"
         )
-    moved, errors = sandbox.move_tracks(_account(request).name, source, target, track_ids)
+    moved, errors = sandbox.move_tracks(_account().name, source, target, track_ids)
     if not moved:
         raise ApiError(400, "MOVE_FAILED", errors[0]["error"], details=errors)
     return _data(_partial("moved", moved, errors))

@@ -9,10 +9,11 @@ import pytest
 from ft_cli_support import Cli, Terminal, run_main
 
 from connector.cli import main as cli_module
+from connector.cli import tracks
 from connector.providers.finetuning.client import FinetuningClient
 from connector.providers.finetuning.models import Generation, GenerationRequest
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.sandbox.state import Generation as SandboxGeneration
+from connector.sandbox.records import Generation as SandboxGeneration
 
 DEMO = "Demo User"
 
@@ -301,7 +302,7 @@ def test_clamp_warnings_compare_duration_and_bpm() -> None:
     generation = Generation.model_validate(
         {"id": "g", "status": "pending", "parameters": {"duration": 120, "bpm": 180}}
     )
-    assert cli_module.clamp_warnings(request, generation) == [
+    assert tracks.clamp_warnings(request, generation) == [
         "duration clamped from 200 to 120",
         "bpm clamped from 190 to 180",
     ]
@@ -310,7 +311,7 @@ def test_clamp_warnings_compare_duration_and_bpm() -> None:
 async def test_generate_timeout_exits_1_and_says_to_check_later(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_module, "POLL_TIMEOUT", 0.2)
+    monkeypatch.setattr(tracks, "POLL_TIMEOUT", 0.2)
     async with run_sandbox(SandboxConfig(pending_delay=0.01, processing_delay=60)) as slow:
         result = await run_main(
             capsys, "--base-url", slow.url, "--api-key", slow.api_key, "generate", "slow"

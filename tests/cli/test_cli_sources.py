@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from connector.cli import main as cli_module
-from connector.cli.main import resolve_endpoint
+from connector.cli import bulk, parser
+from connector.endpoint import resolve_endpoint
 from connector.events import Event
-from connector.journal.store import REPLAYED, RUN_STATUSES, RUNNING, Store
+from connector.journal.runs import REPLAYED, RUN_STATUSES, RUNNING
+from connector.journal.store import Store
 from connector.providers.finetuning.models import Generation, GenerationStatus
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
 
@@ -552,7 +553,7 @@ async def test_doctor_file_uses_the_file_and_reports_its_first_problem(
 
 
 def test_runs_status_choices_are_the_journal_statuses() -> None:
-    assert set(cli_module.RUN_STATUSES) == set(RUN_STATUSES) | {RUNNING, REPLAYED}
+    assert set(parser.RUN_STATUSES) == set(RUN_STATUSES) | {RUNNING, REPLAYED}
 
 
 async def test_runs_with_an_unknown_status_exits_2_naming_the_allowed(tmp_path: Path) -> None:
@@ -587,9 +588,9 @@ async def test_a_global_option_after_the_command_says_where_it_goes() -> None:
 def test_already_in_playlist_is_the_runtime_reason() -> None:
     from connector.actions._common import ALREADY_IN_PLAYLIST
 
-    from connector.sandbox.state import ALREADY_IN_PLAYLIST as SANDBOX_REASON
+    from connector.sandbox.playlists import ALREADY_IN_PLAYLIST as SANDBOX_REASON
 
-    assert cli_module.ALREADY_IN_PLAYLIST == ALREADY_IN_PLAYLIST == SANDBOX_REASON
+    assert bulk.ALREADY_IN_PLAYLIST == ALREADY_IN_PLAYLIST == SANDBOX_REASON
 
 
 async def test_playlist_add_of_a_track_already_there_succeeds(sandbox: SandboxHandle) -> None:

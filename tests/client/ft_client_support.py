@@ -1,7 +1,7 @@
 """Helpers shared by the Finetuning.ai client unit tests (fixtures live in conftest.py).
 
-The JSON fixtures in tests/fixtures/ are the documented examples, copied from
-shared/api/FINETUNING.md and shared/seeds/finetuning-*.txt. Where a document
+The JSON fixtures in tests/fixtures/ are the examples of the Finetuning.ai API
+reference pages, copied as written. Where a document
 only sketches a type ("uuid", "string|null", "...") a concrete value of that
 type stands in; every concrete value the documents give is kept as written.
 
@@ -24,7 +24,7 @@ API = "https://pub.finetuning.ai"
 API_KEY = "ft_live_0123456789abcdef0123456789abcdef"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
-# Ids from the documented examples (FINETUNING.md section 14.4 uses UUIDs).
+# Ids from the documented examples (the bulk and playlist examples use UUIDs).
 TRACK_A = "07e8d430-2310-4c57-87a8-cf1e6db376f7"
 TRACK_B = "5b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
 PLAYLIST = "3f2b9c4e-8d1a-4e6f-9b7c-2a5d8e1f4c3b"

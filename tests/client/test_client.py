@@ -27,17 +27,18 @@ import connector.providers.finetuning.client as client_module
 from connector.errors import (
     AddFailedError,
     AmbiguousPlaylistError,
-    FinetuningConnectionError,
-    FinetuningError,
     GenerationTimeoutError,
     InvalidApiKeyError,
     NotFoundError,
     PlaylistNotFoundError,
+    ProviderConnectionError,
+    ProviderError,
     RequestValidationError,
     UnexpectedResponseError,
     ValidationError,
 )
-from connector.providers.finetuning.client import FinetuningClient, check_api_key
+from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.finetuning.credentials import check_api_key
 from connector.providers.finetuning.models import (
     BulkResult,
     GenerationRequest,
@@ -253,11 +254,11 @@ async def test_closed_passed_session_fails_at_once_and_is_not_replaced(
     await session.close()
     api = FinetuningClient(API_KEY, session=session, clock=clock, sleep=clock.sleep)
 
-    with pytest.raises(FinetuningError, match="closed") as caught:
+    with pytest.raises(ProviderError, match="closed") as caught:
         await api.get_account()
 
     assert caught.value.code == "SESSION_CLOSED"
-    assert not isinstance(caught.value, FinetuningConnectionError)  # not retried
+    assert not isinstance(caught.value, ProviderConnectionError)  # not retried
     assert clock.sleeps == []
     assert request_count(mocked) == 0
 

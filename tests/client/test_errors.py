@@ -16,7 +16,6 @@ from connector.errors import (
     AmbiguousPlaylistError,
     AuthenticationError,
     BulkOperationError,
-    FinetuningError,
     GenerationFailedError,
     GenerationRateLimitedError,
     GenerationTimeoutError,
@@ -28,6 +27,7 @@ from connector.errors import (
     NotFoundError,
     PlaylistNotFoundError,
     ProPlanRequiredError,
+    ProviderError,
     QueueFullError,
     RateLimitedError,
     RateLimitError,
@@ -40,7 +40,7 @@ from connector.providers.finetuning.client import FinetuningClient
 
 ME = f"{API}/v1/me"
 
-DOCUMENTED: dict[str, type[FinetuningError]] = {
+DOCUMENTED: dict[str, type[ProviderError]] = {
     "VALIDATION_ERROR": ValidationError,
     "MISSING_API_KEY": MissingApiKeyError,
     "INVALID_API_KEY": InvalidApiKeyError,
@@ -82,7 +82,7 @@ def test_the_exception_tree_groups_what_a_caller_acts_on() -> None:
     assert issubclass(GenerationFailedError, ServerError)
     assert issubclass(InternalServerError, ServerError)
     assert issubclass(PlaylistNotFoundError, NotFoundError)
-    assert all(issubclass(cls, FinetuningError) for cls in DOCUMENTED.values())
+    assert all(issubclass(cls, ProviderError) for cls in DOCUMENTED.values())
 
 
 @pytest.mark.parametrize("code", sorted(DOCUMENTED))
@@ -92,7 +92,7 @@ async def test_documented_error_answer_raises_its_own_class(
     entry = error_fixture(code)
     mocked.get(ME, status=entry["status"], payload=entry["body"], headers=entry.get("headers"))
 
-    with pytest.raises(FinetuningError) as caught:
+    with pytest.raises(ProviderError) as caught:
         await no_retry_client.get_account()
 
     error = caught.value
@@ -140,11 +140,11 @@ async def test_non_json_error_body_maps_to_http_status_code(
     status: int,
     body: str,
     content_type: str,
-    cls: type[FinetuningError],
+    cls: type[ProviderError],
 ) -> None:
     mocked.get(ME, status=status, body=body, content_type=content_type)
 
-    with pytest.raises(FinetuningError) as caught:
+    with pytest.raises(ProviderError) as caught:
         await no_retry_client.get_account()
 
     error = caught.value
@@ -260,16 +260,16 @@ async def test_key_never_appears_in_debug_logs_or_errors_across_a_busy_session(
         await api.get_account()
         try:
             await api.create_generation(tags="lofi")
-        except FinetuningError as err:
+        except ProviderError as err:
             errors.append(err)
         for code in DOCUMENTED:
             try:
                 await api.get_generation(code)
-            except FinetuningError as err:
+            except ProviderError as err:
                 errors.append(err)
         try:
             await api.get_account()  # nothing left registered: a connection error
-        except FinetuningError as err:
+        except ProviderError as err:
             errors.append(err)
 
     assert len(errors) == 15
@@ -309,7 +309,7 @@ async def test_key_echoed_by_the_server_is_redacted_from_errors(
     else:
         mocked.get(ME, status=status, body=body or "", content_type="text/html")
 
-    with pytest.raises(FinetuningError) as caught:
+    with pytest.raises(ProviderError) as caught:
         await no_retry_client.get_account()
 
     assert API_KEY not in str(caught.value)

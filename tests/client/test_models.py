@@ -1,4 +1,4 @@
-"""The pydantic models: FINETUNING.md section 16 decisions, on the documented payloads."""
+"""The pydantic models: the decisions of docs/providers.md, on the documented payloads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from ft_client_support import PLAYLIST, TRACK_A, TRACK_B, load_fixture
 
 from connector.errors import RequestValidationError, ValidationError
+from connector.providers.finetuning.ids import chunked, validate_ids
 from connector.providers.finetuning.models import (
     Account,
     BulkResult,
@@ -21,9 +22,7 @@ from connector.providers.finetuning.models import (
     ItemError,
     Playlist,
     PlaylistDetail,
-    chunked,
     parse_timestamp,
-    validate_ids,
 )
 
 WEBHOOK_PREFIX = "https://hooks.example.com/ft?token="

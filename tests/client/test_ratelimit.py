@@ -434,7 +434,7 @@ async def test_a_generation_429_pauses_generations_but_not_reads(
 async def test_429_with_retry_after_waits_retry_after_not_a_whole_window(
     client: FinetuningClient, mocked: aioresponses, clock: FakeClock
 ) -> None:
-    # The documented 429: Retry-After plus the rate headers (FINETUNING.md section 8).
+    # The documented 429: Retry-After plus the X-RateLimit-Limit / -Remaining headers.
     entry = error_fixture("RATE_LIMITED")
     assert entry["headers"] == {
         "Retry-After": "42",

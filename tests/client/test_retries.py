@@ -24,9 +24,6 @@ from ft_client_support import (
 )
 
 from connector.errors import (
-    FinetuningConnectionError,
-    FinetuningError,
-    FinetuningTimeoutError,
     GenerationOutcomeUnknownError,
     GenerationRateLimitedError,
     InternalServerError,
@@ -34,6 +31,9 @@ from connector.errors import (
     MonthlyLimitReachedError,
     NotFoundError,
     ProPlanRequiredError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
     QueueFullError,
     RateLimitedError,
     ServerError,
@@ -160,7 +160,7 @@ async def test_max_retries_zero_disables_retries(mocked: aioresponses, clock: Fa
     mocked.get(ME, exception=aiohttp.ServerDisconnectedError())
 
     async with FinetuningClient(API_KEY, max_retries=0, clock=clock, sleep=clock.sleep) as api:
-        with pytest.raises(FinetuningConnectionError):
+        with pytest.raises(ProviderConnectionError):
             await api.get_account()
 
     assert request_count(mocked) == 1
@@ -170,9 +170,9 @@ async def test_max_retries_zero_disables_retries(mocked: aioresponses, clock: Fa
 @pytest.mark.parametrize(
     ("failure", "cls"),
     [
-        ({"exception": TimeoutError()}, FinetuningTimeoutError),
-        ({"exception": aiohttp.ServerDisconnectedError()}, FinetuningConnectionError),
-        ({"exception": connector_error()}, FinetuningConnectionError),
+        ({"exception": TimeoutError()}, ProviderTimeoutError),
+        ({"exception": aiohttp.ServerDisconnectedError()}, ProviderConnectionError),
+        ({"exception": connector_error()}, ProviderConnectionError),
     ],
 )
 async def test_transport_failures_become_library_errors_with_the_cause_chained(
@@ -198,7 +198,7 @@ async def test_real_request_timeout_is_enforced(mocked: aioresponses, clock: Fak
     async with FinetuningClient(
         API_KEY, request_timeout=0.01, max_retries=0, clock=clock, sleep=clock.sleep
     ) as api:
-        with pytest.raises(FinetuningTimeoutError, match=r"0\.01 s"):
+        with pytest.raises(ProviderTimeoutError, match=r"0\.01 s"):
             await api.get_account()
 
 
@@ -277,7 +277,7 @@ async def test_read_is_not_retried_after_a_final_answer(
     mocked: aioresponses,
     clock: FakeClock,
     failure: dict[str, Any],
-    cls: type[FinetuningError],
+    cls: type[ProviderError],
 ) -> None:
     mocked.get(ME, **failure)
 
@@ -370,16 +370,16 @@ async def test_create_is_not_retried_after_a_503_even_with_retry_after(
 @pytest.mark.parametrize(
     ("exception", "cause"),
     [
-        pytest.param(TimeoutError(), FinetuningTimeoutError, id="timeout"),
-        pytest.param(aiohttp.ServerDisconnectedError(), FinetuningConnectionError, id="disconnect"),
+        pytest.param(TimeoutError(), ProviderTimeoutError, id="timeout"),
+        pytest.param(aiohttp.ServerDisconnectedError(), ProviderConnectionError, id="disconnect"),
         pytest.param(
             aiohttp.ClientOSError(104, "Connection reset by peer"),
-            FinetuningConnectionError,
+            ProviderConnectionError,
             id="reset",
         ),
         pytest.param(
             aiohttp.ClientPayloadError("Response payload is not completed"),
-            FinetuningConnectionError,
+            ProviderConnectionError,
             id="truncated",
         ),
     ],
@@ -452,7 +452,7 @@ async def test_create_429_that_never_ends_raises_the_429_not_an_unknown_outcome(
     client: FinetuningClient,
     mocked: aioresponses,
     code: str,
-    cls: type[FinetuningError],
+    cls: type[ProviderError],
 ) -> None:
     mocked.post(GENERATIONS, **answer(code), repeat=True)
 
@@ -496,7 +496,7 @@ async def test_create_that_can_never_connect_is_a_connection_error_not_unknown(
 ) -> None:
     mocked.post(GENERATIONS, exception=connector_error(), repeat=True)
 
-    with pytest.raises(FinetuningConnectionError) as caught:
+    with pytest.raises(ProviderConnectionError) as caught:
         await client.create_generation(tags="lofi")
 
     assert not isinstance(caught.value, GenerationOutcomeUnknownError)
@@ -528,7 +528,7 @@ async def test_create_client_errors_are_raised_as_they_are(
     client: FinetuningClient,
     mocked: aioresponses,
     code: str,
-    cls: type[FinetuningError],
+    cls: type[ProviderError],
 ) -> None:
     mocked.post(GENERATIONS, **answer(code))
 

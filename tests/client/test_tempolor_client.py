@@ -1,7 +1,7 @@
 """The TemPolor (useapi.net) client: every method, validation, errors, retries, mapping.
 
-HTTP is mocked with aioresponses; the job fixture is the example of the job-status
-page (shared/seeds/tempolor-job-status.txt), copied as written.
+HTTP is mocked with aioresponses; the job fixture is the example of useapi.net's
+TemPolor job-status page, copied as written.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from ft_client_support import FakeClock, load_fixture, request_count, sent, sent
 
 from connector.errors import (
     AuthenticationError,
-    FinetuningError,
-    FinetuningTimeoutError,
     GenerationOutcomeUnknownError,
     GenerationTimeoutError,
     InvalidApiKeyError,
     MonthlyLimitReachedError,
     NotFoundError,
+    ProviderError,
+    ProviderTimeoutError,
     RateLimitedError,
     RequestValidationError,
     ServerError,
@@ -33,12 +33,8 @@ from connector.errors import (
     ValidationError,
 )
 from connector.providers.finetuning.models import GenerationStatus
-from connector.providers.tempolor.client import (
-    DEFAULT_BASE_URL,
-    TempolorClient,
-    TempolorJobTimeoutError,
-    check_api_token,
-)
+from connector.providers.tempolor.client import TempolorClient, TempolorJobTimeoutError
+from connector.providers.tempolor.credentials import DEFAULT_BASE_URL, check_api_token
 from connector.providers.tempolor.models import (
     TONALITIES,
     InstrumentalRequest,
@@ -46,7 +42,7 @@ from connector.providers.tempolor.models import (
     TempolorJob,
     tonality_to_keyscale,
 )
-from connector.sandbox.tempolor import TONALITIES as SANDBOX_TONALITIES
+from connector.sandbox.tempolor_records import TONALITIES as SANDBOX_TONALITIES
 
 API = DEFAULT_BASE_URL
 TOKEN = "user:4821-0123456789abcdef0123456789abcdef"
@@ -168,7 +164,7 @@ async def test_a_closed_session_passed_in_is_a_clear_error() -> None:
     await session.close()
     api = TempolorClient(TOKEN, session=session, sleep=FakeClock().sleep)
 
-    with pytest.raises(FinetuningError, match="session passed to the client is closed"):
+    with pytest.raises(ProviderError, match="session passed to the client is closed"):
         await api.get_job(JOB_ID)
     assert api.requests_sent == 0
 
@@ -764,7 +760,7 @@ async def test_error_answers_map_onto_the_shared_exception_tree(
     clock: FakeClock,
     status: int,
     text: str,
-    cls: type[FinetuningError],
+    cls: type[ProviderError],
     code: str,
 ) -> None:
     mocked.get(JOB, **useapi_error(status, text))
@@ -887,7 +883,7 @@ async def test_client_errors_are_not_retried(
 ) -> None:
     mocked.get(JOB, **useapi_error(status, "no"), repeat=True)
 
-    with pytest.raises(FinetuningError):
+    with pytest.raises(ProviderError):
         await tempolor.get_job(JOB_ID)
 
     assert tempolor.requests_sent == 1
@@ -899,7 +895,7 @@ async def test_transport_errors_keep_their_cause(mocked: aioresponses, clock: Fa
     mocked.get(JOB, exception=failure)
 
     async with TempolorClient(TOKEN, max_retries=0, clock=clock, sleep=clock.sleep) as api:
-        with pytest.raises(FinetuningTimeoutError) as caught:
+        with pytest.raises(ProviderTimeoutError) as caught:
             await api.get_job(JOB_ID)
 
     assert caught.value.__cause__ is failure
@@ -962,7 +958,7 @@ async def test_create_is_never_retried_once_it_may_have_reached_the_server(
     ("status", "cls"), [(400, ValidationError), (401, InvalidApiKeyError), (404, NotFoundError)]
 )
 async def test_create_refused_by_the_server_raises_the_plain_error(
-    tempolor: TempolorClient, mocked: aioresponses, status: int, cls: type[FinetuningError]
+    tempolor: TempolorClient, mocked: aioresponses, status: int, cls: type[ProviderError]
 ) -> None:
     mocked.post(SONG, **useapi_error(status, "refused"))
 
@@ -995,11 +991,11 @@ async def test_the_token_is_redacted_from_server_echoes_and_logs(
     mocked.get(JOB, status=500, body=f"proxy saw {TOKEN}", content_type="text/plain")
     mocked.get(JOB, status=500, body=f"proxy saw {TOKEN}", content_type="text/plain")
     mocked.post(SONG, status=200, body=f"echo {TOKEN}", content_type="text/plain")
-    errors: list[FinetuningError] = []
+    errors: list[ProviderError] = []
 
     async with TempolorClient(TOKEN, max_retries=1, clock=clock, sleep=clock.sleep) as api:
         for call in (lambda: api.get_job(JOB_ID), lambda: api.get_job(JOB_ID)):
-            with pytest.raises(FinetuningError) as caught:
+            with pytest.raises(ProviderError) as caught:
                 await call()
             errors.append(caught.value)
         with pytest.raises(GenerationOutcomeUnknownError) as unknown:

@@ -21,16 +21,16 @@ from aioresponses import CallbackResult, aioresponses
 from ft_client_support import API, API_KEY, FakeClock, error_fixture, load_fixture, sent
 
 from connector.errors import (
-    FinetuningConnectionError,
-    FinetuningError,
     GenerationOutcomeUnknownError,
     InternalServerError,
+    ProviderConnectionError,
+    ProviderError,
     ServerError,
 )
 from connector.providers.finetuning.client import FinetuningClient
 from connector.providers.ratelimit import ANNOUNCE_AFTER, RateBudget, describe_wait
-from connector.providers.tempolor.client import DEFAULT_BASE_URL as TEMPOLOR_DEFAULT_URL
 from connector.providers.tempolor.client import TempolorClient
+from connector.providers.tempolor.credentials import DEFAULT_BASE_URL as TEMPOLOR_DEFAULT_URL
 
 ME = f"{API}/v1/me"
 GENERATIONS = f"{API}/v1/generations"
@@ -398,7 +398,7 @@ async def test_connect_retries_limit_only_connections_that_never_opened(
     mocked.get(ME, exception=refused(), repeat=True)
 
     async with FinetuningClient(API_KEY, connect_retries=2, clock=clock, sleep=clock.sleep) as api:
-        with pytest.raises(FinetuningConnectionError) as caught:
+        with pytest.raises(ProviderConnectionError) as caught:
             await api.get_account()
 
     assert api.requests_sent == 3
@@ -428,7 +428,7 @@ async def test_connect_retries_default_to_max_retries(
     mocked.get(ME, exception=refused(), repeat=True)
 
     async with FinetuningClient(API_KEY, max_retries=3, clock=clock, sleep=clock.sleep) as api:
-        with pytest.raises(FinetuningConnectionError, match=r"gave up after 4 attempts in 7\.0 s"):
+        with pytest.raises(ProviderConnectionError, match=r"gave up after 4 attempts in 7\.0 s"):
             await api.get_account()
 
     assert api.connect_retries == 3
@@ -440,7 +440,7 @@ async def test_a_single_attempt_names_no_attempt_count(
     mocked.get(ME, exception=refused())
 
     async with FinetuningClient(API_KEY, connect_retries=0, clock=clock, sleep=clock.sleep) as api:
-        with pytest.raises(FinetuningConnectionError) as caught:
+        with pytest.raises(ProviderConnectionError) as caught:
             await api.get_account()
 
     assert caught.value.message == (
@@ -471,7 +471,7 @@ async def test_a_create_that_never_connects_names_the_connect_timeout(
     async with FinetuningClient(
         API_KEY, connect_timeout=4, connect_retries=1, clock=clock, sleep=clock.sleep
     ) as api:
-        with pytest.raises(FinetuningConnectionError) as caught:
+        with pytest.raises(ProviderConnectionError) as caught:
             await api.create_generation(tags="lofi")
 
     assert not isinstance(caught.value, GenerationOutcomeUnknownError)
@@ -500,7 +500,7 @@ async def test_nothing_listening_names_what_was_tried_and_never_the_key(
         clock=clock,
         sleep=clock.sleep,
     ) as api:
-        with pytest.raises(FinetuningConnectionError) as caught:
+        with pytest.raises(ProviderConnectionError) as caught:
             await api.list_generations(limit=5)
 
     message = caught.value.message
@@ -544,7 +544,7 @@ async def test_a_host_that_does_not_answer_fails_at_the_connect_timeout(
                 clock=clock,
                 sleep=clock.sleep,
             ) as api:
-                with pytest.raises(FinetuningConnectionError) as caught:
+                with pytest.raises(ProviderConnectionError) as caught:
                     await api.get_account()
         finally:
             for filler in fillers:
@@ -594,7 +594,7 @@ async def test_tempolor_retry_after_is_said(
     mocked.get(TEMPOLOR_JOB, status=404, payload={"error": "gone", "code": 404})
 
     async with TempolorClient(TEMPOLOR_TOKEN, clock=clock, sleep=clock.sleep) as api:
-        with pytest.raises(FinetuningError):
+        with pytest.raises(ProviderError):
             await api.get_job("job-1")
 
     assert said() == [
@@ -609,7 +609,7 @@ async def test_tempolor_connect_timeout_and_retries(mocked: aioresponses, clock:
     async with TempolorClient(
         TEMPOLOR_TOKEN, connect_timeout=3, connect_retries=1, clock=clock, sleep=clock.sleep
     ) as api:
-        with pytest.raises(FinetuningConnectionError) as caught:
+        with pytest.raises(ProviderConnectionError) as caught:
             await api.get_job("job-1")
 
     assert api.requests_sent == 2
@@ -634,7 +634,7 @@ async def test_tempolor_create_never_connecting_is_a_connection_error(
     async with TempolorClient(
         TEMPOLOR_TOKEN, connect_retries=2, clock=clock, sleep=clock.sleep
     ) as api:
-        with pytest.raises(FinetuningConnectionError) as caught:
+        with pytest.raises(ProviderConnectionError) as caught:
             await api.create_song(prompt="x")
 
     assert not isinstance(caught.value, GenerationOutcomeUnknownError)
@@ -654,7 +654,7 @@ async def test_tempolor_nothing_listening(clock: FakeClock) -> None:
         clock=clock,
         sleep=clock.sleep,
     ) as api:
-        with pytest.raises(FinetuningConnectionError) as caught:
+        with pytest.raises(ProviderConnectionError) as caught:
             await api.get_job("job-1")
 
     assert caught.value.message == f"cannot connect to http://127.0.0.1:{port} (connection refused)"
@@ -709,7 +709,7 @@ async def test_waiting_for_an_answer_that_does_not_come_is_said(
             max_retries=0,
             on_wait=lambda reason, seconds: shown.append((reason, seconds)) or None,
         ) as client:
-            with pytest.raises(FinetuningConnectionError, match="no answer"):
+            with pytest.raises(ProviderConnectionError, match="no answer"):
                 await client.get_account()
     finally:
         for writer in held:

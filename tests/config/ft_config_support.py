@@ -14,8 +14,11 @@ from typing import Any
 
 import voluptuous as vol
 
-from connector.automation.config import ConfigError, ConnectorConfig, parse_config
-from connector.automation.registry import ActionSpec, Registry, TriggerSpec
+from connector.automation.loader import parse_config
+from connector.automation.model import ConnectorConfig
+from connector.automation.problems import ConfigError
+from connector.automation.registry import Registry
+from connector.automation.specs import ActionSpec, TriggerSpec
 from connector.automation.validators import PROVIDER, id_list, number_range, one_of, templatable
 
 

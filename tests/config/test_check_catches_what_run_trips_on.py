@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.automation.config import ConfigError, load_config, parse_config
+from connector.automation.loader import load_config, parse_config
+from connector.automation.problems import ConfigError
 
 STEP = """
     actions:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from ft_config_support import make_registry, parse, problems
 
-from connector.automation.config import ConfigError, ConfigProblem, load_config
+from connector.automation.loader import load_config
+from connector.automation.problems import ConfigError, ConfigProblem
 
 
 def test_a_misspelt_option_names_the_one_it_resembles() -> None:

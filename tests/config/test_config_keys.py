@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from ft_config_support import parse, problems
 
-from connector.automation.config import ConfigError, SecretValue
+from connector.automation.model import SecretValue
+from connector.automation.problems import ConfigError
 from connector.errors import InvalidApiKeyError
-from connector.providers.finetuning.client import check_api_key
-from connector.providers.tempolor.client import check_api_token
+from connector.providers.finetuning.credentials import check_api_key
+from connector.providers.tempolor.credentials import check_api_token
 
 GOOD_KEY = "ft_live_0123456789abcdef0123456789ABCDEF"
 SHAPE = "'ft_live_' followed by 32 hex characters, 40 in all"
@@ -198,11 +199,11 @@ def test_the_file_accepts_exactly_the_tokens_the_client_accepts(token: str) -> N
 
 
 def test_secret_values_stay_secret_values_once_trimmed() -> None:
-    from connector.automation.config import _api_key, _api_token
+    from connector.automation.api_keys import api_key, api_token
 
-    assert isinstance(_api_key(SecretValue(f" {GOOD_KEY} ")), SecretValue)
-    assert isinstance(_api_token(SecretValue(" user:1 ")), SecretValue)
-    assert type(_api_key(f" {GOOD_KEY} ")) is str
+    assert isinstance(api_key(SecretValue(f" {GOOD_KEY} ")), SecretValue)
+    assert isinstance(api_token(SecretValue(" user:1 ")), SecretValue)
+    assert type(api_key(f" {GOOD_KEY} ")) is str
 
 
 # -- the real command ----------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_ftconnect_reports_a_malformed_env_key_as_a_config_problem(
 
 
 def test_api_key_problem_describes_a_key_from_anywhere_without_showing_it() -> None:
-    from connector.automation.config import api_key_problem
+    from connector.automation.api_keys import api_key_problem
 
     assert api_key_problem(GOOD_KEY) is None
     assert api_key_problem(f"\t{GOOD_KEY}\n") is None

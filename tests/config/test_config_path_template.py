@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from connector.actions.download_track import ACTION
 
-from connector.automation.config import ConfigError, parse_config
-from connector.delivery.library import TEMPLATE_FIELDS
+from connector.automation.loader import parse_config
+from connector.automation.problems import ConfigError
+from connector.delivery.paths import TEMPLATE_FIELDS
 
 ALLOWED = ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
 

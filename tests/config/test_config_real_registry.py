@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.automation.config import load_config
-from connector.automation.jsonschema import registry_document, registry_markdown
+from connector.automation.jsonschema import registry_document
+from connector.automation.loader import load_config
+from connector.automation.reference import registry_markdown
 from connector.automation.registry import Registry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import voluptuous as vol
 
-from connector.automation import config as config_module
-from connector.automation.config import CONFIG_REFERENCE, ENTRY_KEYS, ConfigSection
-from connector.automation.jsonschema import config_markdown, to_json_schema
+from connector.automation.automations import AUTOMATION_KEYS
+from connector.automation.jsonschema import to_json_schema
+from connector.automation.loader import parse_config
+from connector.automation.reference import config_markdown
+from connector.automation.schema import CONFIG_REFERENCE, ENTRY_KEYS, ConfigSection
+from connector.automation.validate import SECTIONS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCK = re.compile(
@@ -37,13 +40,13 @@ def test_readme_reference_matches_the_schemas() -> None:
     assert match is not None, "README lost its config reference markers"
     assert match.group(1).strip() == config_markdown().strip(), (
         "README config reference is stale: regenerate it with "
-        "`python -m connector.automation.jsonschema config`"
+        "`python -m connector.automation.reference config`"
     )
 
 
 def test_the_module_prints_the_reference() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "connector.automation.jsonschema", "config"],
+        [sys.executable, "-m", "connector.automation.reference", "config"],
         capture_output=True,
         text=True,
         check=True,
@@ -61,11 +64,11 @@ def test_every_key_of_every_section_has_a_description() -> None:
 def test_the_reference_covers_every_key_the_validator_accepts() -> None:
     documented = {item.path for item in CONFIG_REFERENCE}
     top = keys_of(section("").schema)
-    assert tuple(top) == config_module._SECTIONS
+    assert tuple(top) == SECTIONS
     # Every mapping section has its own table (state_dir and automations are not mappings).
     assert documented >= {name for name in top if name not in ("state_dir", "automations")}
     assert set(keys_of(section("automations[]").schema)) | {"trigger", "condition", "action"} == (
-        set(config_module._AUTOMATION_KEYS)
+        set(AUTOMATION_KEYS)
     )
     for kind in ("trigger", "action"):
         entry = keys_of(section(f"automations[].{kind}s[]").schema)
@@ -94,7 +97,7 @@ def test_the_tables_hold_defaults_and_ranges() -> None:
 
 
 def test_defaults_in_the_reference_are_the_loaded_defaults() -> None:
-    loaded = config_module.parse_config("", environ={})
+    loaded = parse_config("", environ={})
     exported = {
         name: to_json_schema(section(name).schema)["properties"]
         for name in ("finetuning", "webhook", "poll", "runtime")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from ft_config_support import parse, problems
 
-from connector.automation.config import ConfigError, ProviderConfig, SecretValue, WebhookConfig
+from connector.automation.model import ProviderConfig, SecretValue, WebhookConfig
+from connector.automation.problems import ConfigError
 
 KEY = "ft_live_5ec12e7c0ffee0000000000000000042"
 TOKEN = "wh_t0k3n_ab12cd34"
@@ -249,7 +250,8 @@ def test_a_secret_option_keeps_its_value_and_hides_its_repr() -> None:
     ["ft_live_0123456789abcdef0123456789abcdef", "ft_live_0123456789abcdef-with/odd+chars"],
 )
 def test_a_key_written_where_the_variable_name_goes_is_never_repeated(name: str) -> None:
-    from connector.automation.config import ConfigError, parse_config
+    from connector.automation.loader import parse_config
+    from connector.automation.problems import ConfigError
 
     text = f"finetuning:\n  api_key: !env {name}\nautomations: []\n"
     with pytest.raises(ConfigError) as caught:

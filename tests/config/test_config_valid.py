@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ft_config_support import make_registry, parse
 
-from connector.automation.config import (
+from connector.automation.loader import load_config
+from connector.automation.model import (
     AutomationConfig,
     ConnectorConfig,
     PollConfig,
@@ -14,7 +15,6 @@ from connector.automation.config import (
     StepConfig,
     TriggerConfig,
     WebhookConfig,
-    load_config,
 )
 from connector.automation.templates import Template
 

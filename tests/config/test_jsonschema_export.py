@@ -1,24 +1,32 @@
-"""Voluptuous schemas as JSON Schema; the registry as one document and as README tables."""
+"""Voluptuous schemas as JSON Schema (2020-12, OpenAPI 3.1); the registry as one document
+and as the README's tables.
+
+Every exported schema is checked against the 2020-12 meta-schema and used to
+validate examples, with the `jsonschema` package (a test dependency).
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
-import re
 from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import pytest
 import voluptuous as vol
 from ft_config_support import make_registry
+from jsonschema import Draft202012Validator
 
 from connector.automation.jsonschema import (
     JSON_SCHEMA_DIALECT,
     registry_document,
-    registry_markdown,
+    spec_schema,
     to_json_schema,
 )
+from connector.automation.reference import registry_markdown
 from connector.automation.registry import Registry
+from connector.automation.schema import CONFIG_REFERENCE
+from connector.automation.specs import ActionSpec, TriggerSpec
 from connector.automation.validators import (
     id_list,
     number_range,
@@ -27,87 +35,18 @@ from connector.automation.validators import (
     templatable,
 )
 
-
-def conforms(instance: Any, schema: Any, root: dict[str, Any]) -> bool:
-    """A small JSON Schema checker for the keywords the export produces.
-
-    Used when the `jsonschema` package is not installed (it is not a
-    dependency), so examples are still checked against their exported schema.
-    """
-    if schema is True or schema == {}:
-        return True
-    if schema is False:
-        return False
-    if "$ref" in schema:
-        target = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        return conforms(instance, target, root)
-    checks = [
-        ("type", lambda t: _is_type(instance, t)),
-        ("const", lambda c: instance == c),
-        ("enum", lambda e: instance in e),
-        ("minimum", lambda m: instance >= m),
-        ("maximum", lambda m: instance <= m),
-        ("exclusiveMinimum", lambda m: instance > m),
-        ("pattern", lambda p: re.search(p, instance) is not None),
-        ("anyOf", lambda parts: any(conforms(instance, p, root) for p in parts)),
-        ("allOf", lambda parts: all(conforms(instance, p, root) for p in parts)),
-        ("oneOf", lambda parts: sum(conforms(instance, p, root) for p in parts) == 1),
-    ]
-    for keyword, check in checks:
-        if keyword in schema and not check(schema[keyword]):
-            return False
-    if isinstance(instance, dict):
-        properties = schema.get("properties", {})
-        if any(name not in instance for name in schema.get("required", [])):
-            return False
-        for name, value in instance.items():
-            sub = properties.get(name, schema.get("additionalProperties", True))
-            if not conforms(value, sub, root):
-                return False
-    if isinstance(instance, list) and "items" in schema:
-        return all(conforms(item, schema["items"], root) for item in instance)
-    return True
-
-
-def _is_type(instance: Any, expected: str | list[str]) -> bool:
-    names = [expected] if isinstance(expected, str) else expected
-    python = {
-        "string": str,
-        "integer": int,
-        "number": (int, float),
-        "boolean": bool,
-        "object": dict,
-        "array": list,
-        "null": type(None),
-    }
-    for name in names:
-        if isinstance(instance, bool) and name in ("integer", "number"):
-            continue
-        if isinstance(instance, python[name]):
-            return True
-    return False
+REAL = Registry.discover(with_plugins=False)
+REAL_SPECS: list[TriggerSpec | ActionSpec] = [*REAL.triggers.values(), *REAL.actions.values()]
 
 
 def assert_valid(instance: Any, schema: dict[str, Any]) -> None:
-    """Validate with the `jsonschema` package when installed, else with `conforms`."""
-    try:
-        jsonschema: Any = importlib.import_module("jsonschema")
-    except ImportError:
-        assert conforms(instance, schema, schema), (instance, schema)
-    else:
-        jsonschema.Draft202012Validator.check_schema(schema)
-        jsonschema.Draft202012Validator(schema).validate(instance)
+    Draft202012Validator.check_schema(schema)
+    Draft202012Validator(schema).validate(instance)
 
 
 def assert_invalid(instance: Any, schema: dict[str, Any]) -> None:
-    try:
-        jsonschema: Any = importlib.import_module("jsonschema")
-    except ImportError:
-        assert not conforms(instance, schema, schema), (instance, schema)
-    else:
-        assert not jsonschema.Draft202012Validator(schema).is_valid(instance)
+    Draft202012Validator.check_schema(schema)
+    assert not Draft202012Validator(schema).is_valid(instance), instance
 
 
 SAMPLE = vol.Schema(
@@ -352,3 +291,62 @@ def test_markdown_cells_escape_pipes_and_newlines() -> None:
 
 def test_an_empty_registry_renders_placeholder_rows() -> None:
     assert "| | | no triggers installed | |" in registry_markdown(Registry())
+
+
+# ------------------------------------------------------ the installed triggers and actions
+
+
+@pytest.mark.parametrize("spec", REAL_SPECS, ids=lambda spec: spec.key)
+def test_each_spec_is_a_valid_schema_its_example_passes(spec: TriggerSpec | ActionSpec) -> None:
+    options = spec_schema(spec)
+    entry = spec_schema(spec, entry=True)
+    kind = "trigger" if isinstance(spec, TriggerSpec) else "action"
+
+    assert options["title"] == entry["title"] == spec.title
+    assert options["description"] == entry["description"] == spec.description
+    assert "$ref" not in json.dumps(options)  # self-contained: an OpenAPI 3.1 Schema Object
+    assert_valid(options["examples"][0], options)
+    assert_valid(entry["examples"][0], entry)
+    assert entry["examples"][0][kind] == spec.key
+    assert kind not in options["properties"]
+    assert_invalid({**options["examples"][0], "no_such_option": 1}, options)
+    assert_invalid({**entry["examples"][0], kind: "another"}, entry)
+
+
+def test_every_default_passes_its_own_option_schema() -> None:
+    schemas = [to_json_schema(spec.schema) for spec in REAL_SPECS]
+    schemas += [to_json_schema(section.schema) for section in CONFIG_REFERENCE]
+    checked = 0
+    for schema in schemas:
+        for name, prop in schema.get("properties", {}).items():
+            if "default" in prop:
+                assert Draft202012Validator(prop).is_valid(prop["default"]), (name, prop)
+                checked += 1
+    assert checked >= 20
+
+
+def test_the_config_sections_export_valid_schemas() -> None:
+    for section in CONFIG_REFERENCE:
+        Draft202012Validator.check_schema(to_json_schema(section.schema))
+
+
+def test_the_schedule_trigger_wants_exactly_one_of_cron_or_interval() -> None:
+    schedule = spec_schema(REAL.triggers["schedule"])
+
+    assert_valid({"cron": "30 7 * * *", "timezone": "Europe/Paris"}, schedule)
+    assert_valid({"interval": 60}, schedule)
+    assert_invalid({}, schedule)
+    assert_invalid({"cron": "30 7 * * *", "interval": 60}, schedule)
+    assert_invalid({"interval": 0}, schedule)
+    assert schedule["properties"]["cron"]["type"] == "string"
+
+
+def test_the_real_registry_document_is_valid_and_takes_every_example() -> None:
+    document = registry_document(REAL)
+    examples = {
+        kind: [spec_schema(spec, entry=True)["examples"][0] for spec in specs.values()]
+        for kind, specs in (("triggers", REAL.triggers), ("actions", REAL.actions))
+    }
+
+    assert_valid(examples, document)
+    assert_invalid({"actions": [{"action": "generate", "tags": "x", "durration": 3}]}, document)

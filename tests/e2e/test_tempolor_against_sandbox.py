@@ -29,7 +29,7 @@ from connector.providers.finetuning.models import GenerationStatus
 from connector.providers.tempolor.client import TempolorClient
 from connector.providers.tempolor.models import TempolorJob
 from connector.sandbox import SandboxConfig, SandboxHandle, run_sandbox
-from connector.sandbox.tempolor import TempolorRecorder
+from connector.sandbox.tempolor_state import TempolorRecorder
 
 pytestmark = pytest.mark.e2e
 

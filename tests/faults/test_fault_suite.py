@@ -115,9 +115,10 @@ import yaml
 from aiohttp import web
 from yarl import URL
 
-from connector.delivery.library import read_identity
+from connector.delivery.tags import read_identity
 from connector.journal.lock import holder
-from connector.journal.store import RunRow, Store
+from connector.journal.runs import RunRow
+from connector.journal.store import Store
 from connector.sandbox import AccountConfig, FaultRule, SandboxConfig, SandboxHandle, run_sandbox
 
 if TYPE_CHECKING:

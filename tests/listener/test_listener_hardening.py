@@ -28,12 +28,9 @@ import pytest
 from ft_listener_support import TOKEN, Recorder, body_of, fixture
 
 from connector.events import Event
-from connector.ingress import webhooks as listener_module
-from connector.ingress.webhooks import (
-    WebhookListener,
-    install_quiet_accept_errors,
-    raise_file_limit,
-)
+from connector.ingress import server as server_module
+from connector.ingress.descriptors import install_quiet_accept_errors, raise_file_limit
+from connector.ingress.webhooks import WebhookListener
 
 DEADLINE = 1.0  # the header deadline these tests run with, in seconds
 BAD_REQUEST = b'{"error": "bad request"}'
@@ -570,11 +567,15 @@ async def test_accept_errors_are_one_line_per_interval_with_a_count(
             {"message": retry, "exception": ValueError("Invalid file descriptor: -1")}
         )
         loop.call_exception_handler({"message": "something else", "exception": ValueError("x")})
-        first = [r.getMessage() for r in caplog.records if r.name == "connector.ingress.webhooks"]
+        first = [
+            r.getMessage() for r in caplog.records if r.name == "connector.ingress.descriptors"
+        ]
 
         await asyncio.sleep(0.45)  # one interval: one more line, with the count
 
-        lines = [r.getMessage() for r in caplog.records if r.name == "connector.ingress.webhooks"]
+        lines = [
+            r.getMessage() for r in caplog.records if r.name == "connector.ingress.descriptors"
+        ]
     finally:
         undo()
         restored = loop.get_exception_handler()
@@ -605,7 +606,7 @@ async def test_other_errors_go_to_asyncios_default_handler(
         undo()  # reports what was counted since the last line
         loop.set_exception_handler(previous)
     by_asyncio = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
-    ours = [r.getMessage() for r in caplog.records if r.name == "connector.ingress.webhooks"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "connector.ingress.descriptors"]
     assert by_asyncio == ["unrelated"]
     assert len(ours) == 2
     assert "1 time(s)" in ours[0]
@@ -615,7 +616,7 @@ async def test_other_errors_go_to_asyncios_default_handler(
 async def test_overload_throttle_reports_counts() -> None:
     reports: list[int] = []
     loop = asyncio.get_running_loop()
-    throttle = listener_module._Throttle(loop, 0.2, reports.append)
+    throttle = server_module.Throttle(loop, 0.2, reports.append)
     for _ in range(5):
         throttle.hit()
     await asyncio.sleep(0.3)
@@ -631,7 +632,7 @@ async def test_overload_throttle_reports_counts() -> None:
 
 QUIET_SCRIPT = """
 import asyncio, logging, resource, sys
-from connector.ingress.webhooks import install_quiet_accept_errors
+from connector.ingress.descriptors import install_quiet_accept_errors
 
 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
 

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 from ft_listener_support import TOKEN, Client, FailingRecorder, Recorder, body_of, fixture
 
-from connector.ingress.webhooks import REDACTED, WebhookListener
+from connector.ingress.logs import REDACTED
+from connector.ingress.webhooks import WebhookListener
 
 NON_ASCII_TOKEN = "geheim-ключ-✓"
 

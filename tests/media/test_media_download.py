@@ -19,20 +19,15 @@ import pytest
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from connector.delivery import library as media
-from connector.delivery.library import (
-    COMPONENT_MAX_BYTES,
-    SIDECARS,
-    TEMPLATE_FIELDS,
-    DownloadError,
-    RetryPolicy,
-    download_track,
-    genres,
-    id3_key,
-    read_identity,
-    sanitize_component,
-)
-from connector.errors import FinetuningError
+from connector.delivery import files
+from connector.delivery.download import download_track
+from connector.delivery.errors import DownloadError
+from connector.delivery.fetch import RetryPolicy
+from connector.delivery.files import SIDECARS
+from connector.delivery.names import COMPONENT_MAX_BYTES, sanitize_component
+from connector.delivery.paths import TEMPLATE_FIELDS
+from connector.delivery.tags import genres, id3_key, read_identity
+from connector.errors import ConnectorError, DeliveryError, ProviderError
 from connector.providers.finetuning.client import FinetuningClient
 from connector.providers.finetuning.models import Generation, GenerationRequest
 from connector.sandbox import FaultRule, SandboxConfig, SandboxHandle, run_sandbox
@@ -49,12 +44,6 @@ FAST_RETRY = RetryPolicy(base_delay=0.001)
 async def sandbox() -> AsyncIterator[SandboxHandle]:
     async with run_sandbox(SandboxConfig(pending_delay=0.01, processing_delay=0.05)) as handle:
         yield handle
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
@@ -104,7 +93,7 @@ def text_of(tags: Any, frame_id: str) -> list[str]:
 
 
 async def test_a_generated_track_lands_tagged_and_playable(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
         request = GenerationRequest(
@@ -124,7 +113,11 @@ async def test_a_generated_track_lands_tagged_and_playable(
     day = done.completed_at.date().isoformat()
 
     result = await download_track(
-        done, library, lyrics="[verse]\nNeon lights\nOn the highway", album_artist="Various"
+        done,
+        library,
+        lyrics="[verse]\nNeon lights\nOn the highway",
+        album_artist="Various",
+        session=http,
     )
 
     assert result.already_present is False
@@ -167,7 +160,9 @@ async def test_the_servers_own_tag_is_replaced_and_the_audio_is_untouched(
     assert original.startswith(b"ID3\x03")
     original_tag_size = ID3(fileobj=_BytesFile(original)).size
 
-    result = await download_track(generation.model_copy(update={"title": "Renamed"}), library)
+    result = await download_track(
+        generation.model_copy(update={"title": "Renamed"}), library, session=http
+    )
 
     stored = result.path.read_bytes()
     tags = ID3(result.path)
@@ -227,6 +222,7 @@ async def test_a_custom_template_fills_every_field(
         library,
         album="Morning Mix",
         path_template="{provider}/{year}/{album}/{date} {bpm} {key} {title} [{id}].mp3",
+        session=http,
     )
 
     expected = f"{day.isoformat()} 128 A# {generation.title} [{generation.id}].mp3"
@@ -289,7 +285,7 @@ async def test_hostile_titles_land_safely_inside_the_library(
     real = await seeded(sandbox, http, duration=5)
     generation = real.model_copy(update={"title": title, "prompt": None})
 
-    result = await download_track(generation, library, album=title or "Album")
+    result = await download_track(generation, library, album=title or "Album", session=http)
 
     assert result.path.exists()
     assert result.path.resolve().is_relative_to(resolved(library))
@@ -360,7 +356,7 @@ async def test_a_symlink_leading_out_of_the_library_is_refused(
     generation = await seeded(sandbox, http)
 
     with pytest.raises(DownloadError, match="outside the library"):
-        await download_track(generation, library)
+        await download_track(generation, library, session=http)
 
     assert entries(outside) == []
     assert audio_requests(sandbox, generation.id) == 0
@@ -372,7 +368,7 @@ async def test_a_missing_library_is_refused_and_not_created(
     generation = await seeded(sandbox, http)
 
     with pytest.raises(DownloadError, match="does not exist"):
-        await download_track(generation, tmp_path / "unmounted-share")
+        await download_track(generation, tmp_path / "unmounted-share", session=http)
 
     assert entries(tmp_path) == []
 
@@ -386,7 +382,9 @@ async def test_an_unknown_template_field_names_it_and_the_allowed_ones(
     generation = await seeded(sandbox, http)
 
     with pytest.raises(ValueError, match=r"\{composer\}") as caught:
-        await download_track(generation, library, path_template="{library}/{composer}/{title}.mp3")
+        await download_track(
+            generation, library, path_template="{library}/{composer}/{title}.mp3", session=http
+        )
 
     for field in TEMPLATE_FIELDS:
         assert "{" + field + "}" in str(caught.value)
@@ -418,7 +416,7 @@ async def test_bad_templates_are_refused_before_any_download(
     generation = await seeded(sandbox, http)
 
     with pytest.raises(ValueError, match=problem):
-        await download_track(generation, library, path_template=template)
+        await download_track(generation, library, path_template=template, session=http)
 
     assert files_under(library) == []
 
@@ -429,20 +427,25 @@ async def test_an_unknown_sidecar_lists_the_allowed_ones(
     generation = await seeded(sandbox, http)
 
     with pytest.raises(ValueError, match="nfo") as caught:
-        await download_track(generation, library, also_write=("json", "nfo"))
+        await download_track(generation, library, also_write=("json", "nfo"), session=http)
 
     for kind in SIDECARS:
         assert kind in str(caught.value)
 
 
-async def test_a_generation_without_audio_is_a_download_error(library: Path) -> None:
+async def test_a_generation_without_audio_is_a_download_error(
+    http: aiohttp.ClientSession, library: Path
+) -> None:
     pending = Generation.model_validate({"id": "g-1", "status": "processing"})
 
     with pytest.raises(DownloadError, match="no audio URL") as caught:
-        await download_track(pending, library)
+        await download_track(pending, library, session=http)
 
     assert caught.value.code == "DOWNLOAD_FAILED"
-    assert isinstance(caught.value, FinetuningError)
+    # A delivery failure, not a provider's: both under the one root.
+    assert isinstance(caught.value, DeliveryError)
+    assert isinstance(caught.value, ConnectorError)
+    assert not isinstance(caught.value, ProviderError)
 
 
 def test_tag_helpers() -> None:
@@ -482,10 +485,10 @@ async def test_a_renamed_track_is_still_recognised_by_its_id_tag(
     sandbox: SandboxHandle, http: aiohttp.ClientSession, library: Path
 ) -> None:
     generation = await seeded(sandbox, http)
-    first = await download_track(generation, library)
+    first = await download_track(generation, library, session=http)
 
     renamed = generation.model_copy(update={"title": "A Brand New Title"})
-    second = await download_track(renamed, library, also_write=("json",))
+    second = await download_track(renamed, library, also_write=("json",), session=http)
 
     assert second.already_present is True
     assert second.path == first.path
@@ -499,7 +502,9 @@ async def test_concurrent_downloads_of_one_track_keep_one_file(
 ) -> None:
     generation = await seeded(sandbox, http)
 
-    results = await asyncio.gather(*(download_track(generation, library) for _ in range(4)))
+    results = await asyncio.gather(
+        *(download_track(generation, library, session=http) for _ in range(4))
+    )
 
     assert {r.path for r in results} == {results[0].path}
     assert files_under(library) == [results[0].path]
@@ -513,10 +518,10 @@ async def test_two_tracks_with_one_title_get_numbered_names(
     three = (await seeded(sandbox, http, seed=8)).model_copy(update={"title": "Same Name"})
     album = {"album": "Mix"}
 
-    first = await download_track(one, library, **album)
-    second = await download_track(two, library, **album)
-    third = await download_track(three, library, **album)
-    again = await download_track(two, library, **album)
+    first = await download_track(one, library, **album, session=http)
+    second = await download_track(two, library, **album, session=http)
+    third = await download_track(three, library, **album, session=http)
+    again = await download_track(two, library, **album, session=http)
 
     assert first.path.name == "Same Name.mp3"
     assert second.path.name == "Same Name (2).mp3"
@@ -535,7 +540,7 @@ async def test_a_foreign_file_with_the_name_is_left_alone(
     foreign = folder / "Mine.mp3"
     foreign.write_bytes(b"the user's own file")
 
-    result = await download_track(generation, library, album="Mix")
+    result = await download_track(generation, library, album="Mix", session=http)
 
     assert result.path.name == "Mine (2).mp3"
     assert foreign.read_bytes() == b"the user's own file"
@@ -550,7 +555,11 @@ async def test_json_and_lrc_sidecars(
     generation = await seeded(sandbox, http, duration=65)
 
     result = await download_track(
-        generation, library, also_write=("json", "lrc"), lyrics="First line\nSecond line"
+        generation,
+        library,
+        also_write=("json", "lrc"),
+        lyrics="First line\nSecond line",
+        session=http,
     )
 
     json_path = result.path.with_suffix(".json")
@@ -577,7 +586,7 @@ async def test_lrc_without_lyrics_writes_nothing(
 ) -> None:
     generation = await seeded(sandbox, http)
 
-    result = await download_track(generation, library, also_write=("lrc",))
+    result = await download_track(generation, library, also_write=("lrc",), session=http)
 
     assert result.sidecars == ()
     assert files_under(library) == [result.path]
@@ -705,7 +714,7 @@ RETRIED = {"half the body, then closed", "500"}  # transient: tried FAST_RETRY.a
 
 @pytest.mark.parametrize("case", list(FAILURES))
 async def test_a_failed_download_leaves_nothing_behind(
-    origin: RawServer, library: Path, case: str
+    http: aiohttp.ClientSession, origin: RawServer, library: Path, case: str
 ) -> None:
     handler, message = FAILURES[case]
     origin.routes["/a.mp3"] = handler
@@ -718,6 +727,7 @@ async def test_a_failed_download_leaves_nothing_behind(
             max_bytes=1000 if small_limit else 50 * 2**20,
             timeout=5,
             retry=FAST_RETRY,
+            session=http,
         )
 
     assert files_under(library) == []
@@ -729,34 +739,45 @@ async def test_a_failed_download_leaves_nothing_behind(
     assert len(origin.requests) == expected_attempts
 
 
-async def test_octet_stream_that_is_mp3_is_accepted(origin: RawServer, library: Path) -> None:
+async def test_octet_stream_that_is_mp3_is_accepted(
+    http: aiohttp.ClientSession, origin: RawServer, library: Path
+) -> None:
     origin.routes["/a.mp3"] = answer(content_type="application/octet-stream")
 
-    result = await download_track(generation_at(origin.url + "/a.mp3"), library)
+    result = await download_track(generation_at(origin.url + "/a.mp3"), library, session=http)
 
     assert MP3(result.path).info.length == pytest.approx(3.0, abs=0.05)
 
 
 async def test_a_stalled_body_times_out_and_leaves_nothing(
-    origin: RawServer, library: Path
+    http: aiohttp.ClientSession, origin: RawServer, library: Path
 ) -> None:
     origin.routes["/a.mp3"] = answer(send=5000, stall=5)
 
     with pytest.raises(DownloadError, match=r"did not finish within 0\.3 s"):
         await download_track(
-            generation_at(origin.url + "/a.mp3"), library, timeout=0.3, retry=FAST_RETRY
+            generation_at(origin.url + "/a.mp3"),
+            library,
+            timeout=0.3,
+            retry=FAST_RETRY,
+            session=http,
         )
 
     assert files_under(library) == []
 
 
-async def test_cancelling_mid_body_leaves_nothing(origin: RawServer, library: Path) -> None:
+async def test_cancelling_mid_body_leaves_nothing(
+    http: aiohttp.ClientSession, origin: RawServer, library: Path
+) -> None:
     origin.routes["/a.mp3"] = answer(send=5000, stall=5)
     started = asyncio.Event()
 
     task = asyncio.create_task(
         download_track(
-            generation_at(origin.url + "/a.mp3"), library, on_progress=lambda *_: started.set()
+            generation_at(origin.url + "/a.mp3"),
+            library,
+            on_progress=lambda *_: started.set(),
+            session=http,
         )
     )
     await asyncio.wait_for(started.wait(), 5)
@@ -787,15 +808,17 @@ async def test_a_dropped_connection_at_the_sandbox_leaves_nothing(
 
 
 async def test_a_failure_keeps_folders_that_already_held_files(
-    origin: RawServer, library: Path
+    http: aiohttp.ClientSession, origin: RawServer, library: Path
 ) -> None:
     origin.routes["/ok.mp3"] = answer()
     origin.routes["/bad.mp3"] = answer("404 Not Found", "text/plain", b"no")
-    kept = await download_track(generation_at(origin.url + "/ok.mp3", "Kept"), library)
+    kept = await download_track(
+        generation_at(origin.url + "/ok.mp3", "Kept"), library, session=http
+    )
     other = generation_at(origin.url + "/bad.mp3", "Lost").model_copy(update={"id": "other"})
 
     with pytest.raises(DownloadError):
-        await download_track(other, library)
+        await download_track(other, library, session=http)
 
     assert files_under(library) == [kept.path]
     assert os.listdir(kept.path.parent) == [kept.path.name]
@@ -807,7 +830,11 @@ async def test_timed_lyrics_keep_their_own_timestamps(
     generation = await seeded(sandbox, http)
 
     result = await download_track(
-        generation, library, also_write=("lrc",), lyrics="[00:01.50]Hello\n[00:04.00]Again"
+        generation,
+        library,
+        also_write=("lrc",),
+        lyrics="[00:01.50]Hello\n[00:04.00]Again",
+        session=http,
     )
 
     lrc = result.sidecars[0].read_text(encoding="utf-8").splitlines()
@@ -815,7 +842,7 @@ async def test_timed_lyrics_keep_their_own_timestamps(
 
 
 async def test_part_files_left_by_a_killed_process_are_swept_but_live_ones_kept(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     track = sandbox.sandbox.add_track("Demo User", prompt="swept track", duration=6)
     async with FinetuningClient(sandbox.api_key, base_url=sandbox.url) as client:
@@ -824,12 +851,12 @@ async def test_part_files_left_by_a_killed_process_are_swept_but_live_ones_kept(
     folder.mkdir(parents=True)
     stale = folder / ".ft-killed.part"
     stale.write_bytes(b"half a download")
-    before_start = media._PROCESS_STARTED - 60
+    before_start = files._PROCESS_STARTED - 60
     os.utime(stale, (before_start, before_start))
     live = folder / ".ft-in-progress.part"  # another download of this process, still going
     live.write_bytes(b"being written")
 
-    await download_track(generation, library, album="Swept")
+    await download_track(generation, library, album="Swept", session=http)
 
     assert not stale.exists()
     assert live.exists()

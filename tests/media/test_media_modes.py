@@ -18,9 +18,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connector.automation.config import ConfigError, parse_config
-from connector.delivery import library as media
-from connector.delivery.library import DownloadError, check_file_mode, current_umask, download_track
+from connector.automation.loader import parse_config
+from connector.automation.problems import ConfigError
+from connector.delivery import files
+from connector.delivery.download import download_track
+from connector.delivery.errors import DownloadError
+from connector.delivery.files import check_file_mode, current_umask
 from connector.providers.finetuning.models import Generation
 from connector.sandbox import SandboxHandle
 
@@ -71,13 +74,18 @@ def audio_requests(sandbox: SandboxHandle, gen_id: str) -> int:
     [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)],
 )
 async def test_files_and_new_folders_follow_the_umask(
-    sandbox: SandboxHandle, library: Path, mask: int, file_mode: int, folder_mode: int
+    http: aiohttp.ClientSession,
+    sandbox: SandboxHandle,
+    library: Path,
+    mask: int,
+    file_mode: int,
+    folder_mode: int,
 ) -> None:
     generation = await seeded(sandbox, prompt="modes")
     os.umask(mask)
 
     result = await download_track(
-        generation, library, album="Modes", also_write=("json", "lrc"), lyrics="la la"
+        generation, library, album="Modes", also_write=("json", "lrc"), lyrics="la la", session=http
     )
 
     assert mode_of(result.path) == file_mode
@@ -91,7 +99,7 @@ async def test_files_and_new_folders_follow_the_umask(
 @pytest.mark.usefixtures("umask")
 @pytest.mark.parametrize("given", [0o640, "0640", "640", "0o640"])
 async def test_file_mode_overrides_the_umask_for_files_and_sidecars(
-    sandbox: SandboxHandle, library: Path, given: int | str
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path, given: int | str
 ) -> None:
     generation = await seeded(sandbox, prompt="explicit")
     os.umask(0o022)
@@ -103,6 +111,7 @@ async def test_file_mode_overrides_the_umask_for_files_and_sidecars(
         also_write=("json", "lrc"),
         lyrics="la la",
         file_mode=given,
+        session=http,
     )
 
     assert mode_of(result.path) == 0o640
@@ -113,7 +122,7 @@ async def test_file_mode_overrides_the_umask_for_files_and_sidecars(
 
 @pytest.mark.usefixtures("umask")
 async def test_file_mode_0644_is_reachable_under_a_strict_umask(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     """umask 077 with file_mode 0644: a 0700 album folder would hide the 0644 file."""
     generation = await seeded(sandbox, prompt="strict umask")
@@ -122,7 +131,9 @@ async def test_file_mode_0644_is_reachable_under_a_strict_umask(
     os.chmod(existing, 0o711)
     os.umask(0o077)
 
-    result = await download_track(generation, library, album="Shared", file_mode=0o644)
+    result = await download_track(
+        generation, library, album="Shared", file_mode=0o644, session=http
+    )
 
     assert mode_of(result.path) == 0o644
     assert mode_of(result.path.parent) == 0o755  # created by this download
@@ -131,7 +142,7 @@ async def test_file_mode_0644_is_reachable_under_a_strict_umask(
 
 @pytest.mark.usefixtures("umask")
 async def test_the_part_file_stays_private_until_the_rename(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     generation = await seeded(sandbox, prompt="private part", duration=30)
     os.umask(0o022)
@@ -141,7 +152,7 @@ async def test_the_part_file_stays_private_until_the_rename(
         for part in library.rglob(".ft-*.part"):
             part_modes.add(mode_of(part))
 
-    result = await download_track(generation, library, on_progress=look)
+    result = await download_track(generation, library, on_progress=look, session=http)
 
     assert part_modes == {0o600}
     assert mode_of(result.path) == 0o644
@@ -149,14 +160,16 @@ async def test_the_part_file_stays_private_until_the_rename(
 
 @pytest.mark.usefixtures("umask")
 async def test_a_track_already_there_keeps_its_mode_but_sidecars_get_the_new_one(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     generation = await seeded(sandbox, prompt="again")
     os.umask(0o022)
-    first = await download_track(generation, library)
+    first = await download_track(generation, library, session=http)
     os.chmod(first.path, 0o600)  # the user's choice, made after delivery
 
-    again = await download_track(generation, library, also_write=("json",), file_mode=0o640)
+    again = await download_track(
+        generation, library, also_write=("json",), file_mode=0o640, session=http
+    )
 
     assert again.already_present is True
     assert mode_of(first.path) == 0o600
@@ -167,12 +180,12 @@ async def test_a_track_already_there_keeps_its_mode_but_sidecars_get_the_new_one
     "bad", [0o1777, 0o4755, -1, 644, 1000, "0o1777", "rw-r--r--", "0x1a4", "", "8", 4.5, True]
 )
 async def test_an_invalid_file_mode_is_refused_before_any_download(
-    sandbox: SandboxHandle, library: Path, bad: Any
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path, bad: Any
 ) -> None:
     generation = await seeded(sandbox, prompt="bad mode")
 
     with pytest.raises(ValueError, match=r"file_mode .*0000 to 0777") as caught:
-        await download_track(generation, library, file_mode=bad)
+        await download_track(generation, library, file_mode=bad, session=http)
 
     assert repr(bad) in str(caught.value)
     assert audio_requests(sandbox, generation.id) == 0
@@ -186,7 +199,7 @@ def test_a_decimal_number_typed_for_octal_gets_a_hint() -> None:
 
 def test_the_umask_is_read_without_proc_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """Off Linux, os.umask is set and restored: the process keeps its mask."""
-    monkeypatch.setattr(media, "_PROC_STATUS", "/nonexistent/status")
+    monkeypatch.setattr(files, "_PROC_STATUS", "/nonexistent/status")
     before = os.umask(0o027)
     try:
         assert current_umask() == 0o027
@@ -250,12 +263,13 @@ def test_the_action_refuses_a_bad_file_mode_naming_the_field_and_range(
 
 
 async def test_the_mode_is_checked_before_the_audio_url(
+    http: aiohttp.ClientSession,
     library: Path,
 ) -> None:
     """The mode is checked before the audio URL: a bad call never reaches the network."""
     pending = Generation.model_validate({"id": "g-1", "status": "processing"})
 
     with pytest.raises(ValueError, match="file_mode"):
-        await download_track(pending, library, file_mode=0o7777)
+        await download_track(pending, library, file_mode=0o7777, session=http)
     with pytest.raises(DownloadError, match="no audio URL"):
-        await download_track(pending, library, file_mode=0o644)
+        await download_track(pending, library, file_mode=0o644, session=http)

@@ -6,7 +6,6 @@ sanitised as one component, whatever it holds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,13 +14,9 @@ import aiohttp
 import pytest
 from mutagen.id3 import ID3
 
-from connector.delivery.library import (
-    TEMPLATE_FIELDS,
-    default_artist,
-    default_path_template,
-    download_track,
-    parse_template,
-)
+from connector.delivery.download import download_track
+from connector.delivery.paths import TEMPLATE_FIELDS, default_path_template, parse_template
+from connector.delivery.tags import default_artist
 from connector.events import Event
 from connector.providers.finetuning.models import Generation
 from connector.sandbox import SandboxHandle
@@ -29,12 +24,6 @@ from connector.sandbox import SandboxHandle
 pytestmark = pytest.mark.e2e
 
 ACCOUNT = "Demo User"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
@@ -89,6 +78,7 @@ async def test_artist_album_artist_genre_and_year_build_the_path(
         album="Summer",
         artist="Nadia K",
         album_artist="Various Artists",
+        session=http,
     )
 
     completed = generation.completed_at or generation.created_at
@@ -113,6 +103,7 @@ async def test_values_with_separators_and_dots_stay_one_safe_component(
         path_template="{artist}/{album_artist}/{genre}/{title}.mp3",
         artist="../../etc/passwd",
         album_artist="CON",
+        session=http,
     )
 
     relative = result.path.relative_to(library)
@@ -127,7 +118,9 @@ async def test_an_empty_genre_is_an_empty_value(
     generation = await seeded(sandbox, http)
     generation = generation.model_copy(update={"prompt": None, "title": "Quiet"})
 
-    result = await download_track(generation, library, path_template="[{genre}] {title}.mp3")
+    result = await download_track(
+        generation, library, path_template="[{genre}] {title}.mp3", session=http
+    )
 
     assert result.path.name == "[] Quiet.mp3"
 
@@ -138,7 +131,7 @@ async def test_a_tempolor_track_is_filed_under_tempolor_by_default(
     generation = await seeded(sandbox, http)
     job = generation.model_copy(update={"provider": "tempolor", "title": "Neon Drive"})
 
-    result = await download_track(job, library, album="Night")
+    result = await download_track(job, library, album="Night", session=http)
 
     assert result.path == library / "TemPolor" / "Night" / "Neon Drive.mp3"
     tags = ID3(result.path)
@@ -152,7 +145,7 @@ async def test_a_finetuning_track_keeps_its_defaults(
     generation = await seeded(sandbox, http)
     generation = generation.model_copy(update={"title": "Dawn"})
 
-    result = await download_track(generation, library, album="Mornings")
+    result = await download_track(generation, library, album="Mornings", session=http)
 
     assert result.path == library / "Finetuning" / "Mornings" / "Dawn.mp3"
     assert [str(t) for t in ID3(result.path)["TPE1"].text] == ["Finetuning.ai"]
@@ -186,6 +179,7 @@ async def test_the_action_files_tempolor_jobs_under_tempolor_with_its_artist(
         event=Event.for_generation(job, source="poll"),
         tempolor=FakeTempolor(generation),
         finetuning=SimpleNamespace(),
+        session=http,
     )
     options = ACTION.schema({"library": str(library), "album": "Jobs"})
 
@@ -208,6 +202,7 @@ async def test_the_action_honours_an_explicit_template_and_artist(
         event=Event.for_generation(job, source="poll"),
         tempolor=FakeTempolor(generation),
         finetuning=SimpleNamespace(),
+        session=http,
     )
     options = ACTION.schema(
         {

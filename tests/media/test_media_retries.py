@@ -21,13 +21,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from connector.delivery import library as media
-from connector.delivery.library import DownloadError, RetryPolicy, download_track
+from connector.delivery import fetch
+from connector.delivery.download import download_track
+from connector.delivery.errors import DownloadError
+from connector.delivery.fetch import RetryPolicy
 from connector.events import Event
 from connector.providers.finetuning.models import Generation
 from connector.sandbox.audio import mp3_bytes
@@ -214,7 +217,11 @@ TRANSIENT = {
 
 @pytest.mark.parametrize("case", list(TRANSIENT))
 async def test_a_transient_failure_is_retried_and_the_file_is_complete(
-    origin: Origin, library: Path, case: str, caplog: pytest.LogCaptureFixture
+    http: aiohttp.ClientSession,
+    origin: Origin,
+    library: Path,
+    case: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     origin.script = [*TRANSIENT[case], full()]
@@ -224,7 +231,7 @@ async def test_a_transient_failure_is_retried_and_the_file_is_complete(
         parts_seen.append({p.name for p in library.rglob(".ft-*.part")})
 
     result = await download_track(
-        generation_at(origin.audio_url()), library, retry=FAST, on_progress=look
+        generation_at(origin.audio_url()), library, retry=FAST, on_progress=look, session=http
     )
 
     assert len(origin.requests) == len(TRANSIENT[case]) + 1
@@ -239,18 +246,22 @@ async def test_a_transient_failure_is_retried_and_the_file_is_complete(
     assert "trying again" in connector_logs(caplog)
 
 
-async def test_a_timeout_is_retried(origin: Origin, library: Path) -> None:
+async def test_a_timeout_is_retried(
+    http: aiohttp.ClientSession, origin: Origin, library: Path
+) -> None:
     origin.script = [origin.stall(), full()]
 
     result = await download_track(
-        generation_at(origin.audio_url()), library, retry=FAST, timeout=0.3
+        generation_at(origin.audio_url()), library, retry=FAST, timeout=0.3, session=http
     )
 
     assert len(origin.requests) == 2
     assert_complete(result.path)
 
 
-async def test_retry_after_replaces_the_backoff(origin: Origin, library: Path) -> None:
+async def test_retry_after_replaces_the_backoff(
+    http: aiohttp.ClientSession, origin: Origin, library: Path
+) -> None:
     """A 30 s backoff would outlast the 5 s limit: Retry-After: 0 is what is waited."""
     past = format_datetime(datetime.now(UTC) - timedelta(minutes=1), usegmt=True)
     origin.script = [
@@ -261,14 +272,16 @@ async def test_retry_after_replaces_the_backoff(origin: Origin, library: Path) -
     patient = RetryPolicy(base_delay=30.0)
 
     async with asyncio.timeout(5):
-        result = await download_track(generation_at(origin.audio_url()), library, retry=patient)
+        result = await download_track(
+            generation_at(origin.audio_url()), library, retry=patient, session=http
+        )
 
     assert len(origin.requests) == 3
     assert_complete(result.path)
 
 
 async def test_a_retry_after_over_the_cap_ends_the_download_at_once(
-    origin: Origin, library: Path, caplog: pytest.LogCaptureFixture
+    http: aiohttp.ClientSession, origin: Origin, library: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     origin.script = [status(503, {"Retry-After": "3600"})]
 
@@ -277,6 +290,7 @@ async def test_a_retry_after_over_the_cap_ends_the_download_at_once(
             generation_at(origin.audio_url()),
             library,
             retry=RetryPolicy(base_delay=0.001, retry_after_cap=5),
+            session=http,
         )
 
     assert len(origin.requests) == 1
@@ -294,12 +308,16 @@ async def test_a_retry_after_over_the_cap_ends_the_download_at_once(
 
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 408, 410, 451])
 async def test_a_client_error_is_not_retried(
-    origin: Origin, library: Path, code: int, caplog: pytest.LogCaptureFixture
+    http: aiohttp.ClientSession,
+    origin: Origin,
+    library: Path,
+    code: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     origin.script = [status(code), full()]
 
     with pytest.raises(DownloadError, match=f"HTTP {code}") as caught:
-        await download_track(generation_at(origin.audio_url()), library, retry=FAST)
+        await download_track(generation_at(origin.audio_url()), library, retry=FAST, session=http)
 
     assert len(origin.requests) == 1
     assert caught.value.status == code
@@ -320,6 +338,7 @@ async def test_a_client_error_is_not_retried(
     ids=["503", "cut short", "hang up"],
 )
 async def test_exhausted_retries_leave_nothing_and_say_how_many(
+    http: aiohttp.ClientSession,
     origin: Origin,
     library: Path,
     step: Step,
@@ -330,7 +349,7 @@ async def test_exhausted_retries_leave_nothing_and_say_how_many(
     origin.script = [step]
 
     with pytest.raises(DownloadError, match=cause) as caught:
-        await download_track(generation_at(origin.audio_url()), library, retry=FAST)
+        await download_track(generation_at(origin.audio_url()), library, retry=FAST, session=http)
 
     err = caught.value
     # aiohttp itself resends once when a pooled connection turns out closed: >= 4.
@@ -344,11 +363,13 @@ async def test_exhausted_retries_leave_nothing_and_say_how_many(
     assert_no_secret(err, caplog)
 
 
-async def test_the_last_status_is_reported(origin: Origin, library: Path) -> None:
+async def test_the_last_status_is_reported(
+    http: aiohttp.ClientSession, origin: Origin, library: Path
+) -> None:
     origin.script = [status(503), status(404)]
 
     with pytest.raises(DownloadError) as caught:
-        await download_track(generation_at(origin.audio_url()), library, retry=FAST)
+        await download_track(generation_at(origin.audio_url()), library, retry=FAST, session=http)
 
     assert len(origin.requests) == 2
     assert caught.value.status == 404
@@ -358,21 +379,28 @@ async def test_the_last_status_is_reported(origin: Origin, library: Path) -> Non
 
 
 async def test_a_redirect_loop_is_final_and_shows_no_token(
-    origin: Origin, library: Path, caplog: pytest.LogCaptureFixture
+    http: aiohttp.ClientSession, origin: Origin, library: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with pytest.raises(DownloadError, match="TooManyRedirects") as caught:
-        await download_track(generation_at(f"{origin.url}/loop?token={TOKEN}"), library, retry=FAST)
+        await download_track(
+            generation_at(f"{origin.url}/loop?token={TOKEN}"), library, retry=FAST, session=http
+        )
 
     assert caught.value.attempts == 1
     assert caught.value.__cause__ is None  # aiohttp's error holds the full URL
     assert_no_secret(caught.value, caplog)
 
 
-async def test_cancelling_during_the_backoff_leaves_nothing(origin: Origin, library: Path) -> None:
+async def test_cancelling_during_the_backoff_leaves_nothing(
+    http: aiohttp.ClientSession, origin: Origin, library: Path
+) -> None:
     origin.script = [status(503)]
     task = asyncio.create_task(
         download_track(
-            generation_at(origin.audio_url()), library, retry=RetryPolicy(base_delay=30.0)
+            generation_at(origin.audio_url()),
+            library,
+            retry=RetryPolicy(base_delay=30.0),
+            session=http,
         )
     )
     await asyncio.wait_for(origin.requested.wait(), 5)
@@ -413,15 +441,15 @@ def test_a_bad_policy_is_refused(bad: dict[str, Any]) -> None:
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
-    assert media._retry_after("7") == 7.0
-    assert media._retry_after(" 0 ") == 0.0
+    assert fetch._retry_after("7") == 7.0
+    assert fetch._retry_after(" 0 ") == 0.0
     soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    seconds = media._retry_after(soon)
+    seconds = fetch._retry_after(soon)
     assert seconds is not None
     assert 25 < seconds <= 30
-    assert media._retry_after("-3") is None
-    assert media._retry_after("soon") is None
-    assert media._retry_after(None) is None
+    assert fetch._retry_after("-3") is None
+    assert fetch._retry_after("soon") is None
+    assert fetch._retry_after(None) is None
 
 
 # -- the action: a dead TemPolor link is fetched again, once ---------------------------
@@ -447,17 +475,20 @@ class FakeTempolor:
         return SimpleNamespace(url=link)
 
 
-def action_context(tempolor: FakeTempolor, generation: Generation) -> Any:
+def action_context(
+    tempolor: FakeTempolor, generation: Generation, session: aiohttp.ClientSession
+) -> Any:
     return SimpleNamespace(
         event=Event.for_generation(generation, source="poll"),
         tempolor=tempolor,
         finetuning=SimpleNamespace(),
+        session=session,
     )
 
 
 @pytest.mark.parametrize("code", [403, 410])
 async def test_the_action_fetches_a_fresh_tempolor_link_when_one_died(
-    origin: Origin, library: Path, code: int
+    http: aiohttp.ClientSession, origin: Origin, library: Path, code: int
 ) -> None:
     from connector.actions.download_track import ACTION
 
@@ -468,14 +499,16 @@ async def test_the_action_fetches_a_fresh_tempolor_link_when_one_died(
     )
     options = ACTION.schema({"library": str(library), "album": "TemPolor"})
 
-    output = await ACTION.run(action_context(tempolor, job), options)
+    output = await ACTION.run(action_context(tempolor, job, http), options)
 
     assert tempolor.link_requests == 2
     assert [request.rsplit("&n=", 1)[1] for request in origin.requests] == ["1", "2"]
     assert_complete(Path(output["path"]), "job-1")
 
 
-async def test_the_action_asks_for_a_fresh_link_only_once(origin: Origin, library: Path) -> None:
+async def test_the_action_asks_for_a_fresh_link_only_once(
+    http: aiohttp.ClientSession, origin: Origin, library: Path
+) -> None:
     from connector.actions.download_track import ACTION
 
     origin.script = [status(410)]
@@ -486,7 +519,7 @@ async def test_the_action_asks_for_a_fresh_link_only_once(origin: Origin, librar
     options = ACTION.schema({"library": str(library)})
 
     with pytest.raises(DownloadError, match="HTTP 410"):
-        await ACTION.run(action_context(tempolor, job), options)
+        await ACTION.run(action_context(tempolor, job, http), options)
 
     assert tempolor.link_requests == 2
     assert len(origin.requests) == 2

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from connector import redaction
-from connector.delivery.library import download_track
+from connector.delivery.download import download_track
 from connector.providers.finetuning.models import Generation
 from connector.sandbox import SandboxHandle
 
@@ -65,13 +65,13 @@ def keys_at_any_depth(value: Any) -> set[str]:
 
 
 async def test_the_webhook_token_never_reaches_the_sidecar(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     real = await seeded(sandbox, prompt="hooked")
     generation = real.model_copy(update={"webhook": HOOK})
     assert generation.to_wire()["webhook"] == HOOK  # what the writer is handed
 
-    result = await download_track(generation, library, also_write=("json",))
+    result = await download_track(generation, library, also_write=("json",), session=http)
 
     raw = result.sidecars[0].read_bytes()
     assert TOKEN.encode() not in raw
@@ -83,7 +83,7 @@ async def test_the_webhook_token_never_reaches_the_sidecar(
 
 
 async def test_tempolor_reply_urls_are_dropped_at_any_depth(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     real = await seeded(sandbox, prompt="replied")
     generation = real.model_copy(
@@ -100,7 +100,7 @@ async def test_tempolor_reply_urls_are_dropped_at_any_depth(
         }
     )
 
-    result = await download_track(generation, library, also_write=("json",))
+    result = await download_track(generation, library, also_write=("json",), session=http)
 
     raw = result.sidecars[0].read_bytes()
     assert TOKEN.encode() not in raw
@@ -114,7 +114,7 @@ async def test_tempolor_reply_urls_are_dropped_at_any_depth(
 
 
 async def test_the_sidecar_is_strict_json_without_nan_or_infinity(
-    sandbox: SandboxHandle, library: Path
+    http: aiohttp.ClientSession, sandbox: SandboxHandle, library: Path
 ) -> None:
     real = await seeded(sandbox, prompt="not a number")
     generation = real.model_copy(
@@ -125,7 +125,7 @@ async def test_the_sidecar_is_strict_json_without_nan_or_infinity(
         }
     )
 
-    result = await download_track(generation, library, also_write=("json",))
+    result = await download_track(generation, library, also_write=("json",), session=http)
 
     document = strict_json(result.sidecars[0])
     assert document["duration"] is None
@@ -134,7 +134,10 @@ async def test_the_sidecar_is_strict_json_without_nan_or_infinity(
 
 
 async def test_registered_secrets_are_scrubbed_wherever_they_were_echoed(
-    sandbox: SandboxHandle, library: Path, monkeypatch: pytest.MonkeyPatch
+    http: aiohttp.ClientSession,
+    sandbox: SandboxHandle,
+    library: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A secret the process knows (API key, tokens) never lands in the library."""
     monkeypatch.setattr(redaction, "SECRETS", redaction.SecretSet())
@@ -145,7 +148,7 @@ async def test_registered_secrets_are_scrubbed_wherever_they_were_echoed(
         update={"error_message": f"echoed {api_key}", "debug": {"request": f"key={api_key}"}}
     )
 
-    result = await download_track(generation, library, also_write=("json",))
+    result = await download_track(generation, library, also_write=("json",), session=http)
 
     assert api_key.encode() not in result.sidecars[0].read_bytes()
     document = strict_json(result.sidecars[0])

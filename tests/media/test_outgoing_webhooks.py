@@ -1,8 +1,9 @@
 """Signed outgoing webhooks (Standard Webhooks) against a real loopback receiver.
 
 Signatures are checked with an implementation written here from the spec
-(hmac + base64, nothing from connector.delivery.webhooks) and against the test vector
-of the spec's reference Python library.
+(hmac + base64, nothing from connector.delivery.webhooks), against the test vector
+of the spec's reference Python library, and by that library itself
+(`standardwebhooks`, a test dependency): it signs like us and verifies what we send.
 """
 
 from __future__ import annotations
@@ -16,11 +17,16 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from connector.delivery.webhooks import (
     WebhookDelivery,
@@ -31,7 +37,7 @@ from connector.delivery.webhooks import (
     sign,
     verify,
 )
-from connector.errors import FinetuningError
+from connector.errors import DeliveryError
 from connector.version import USER_AGENT
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +45,7 @@ pytestmark = pytest.mark.e2e
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 HOOK_PATH = "/api/webhook/private-hook-id-1234"
 
-# From the Standard Webhooks reference library (libraries/python/tests/test_webhooks.py).
+# The test vector of the Standard Webhooks reference library's own tests.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SPEC_MSG_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 SPEC_TIMESTAMP = 1614265330
@@ -237,8 +243,10 @@ def fast(fake: FakeTime) -> dict[str, Any]:
 PAYLOAD = {"type": "track.completed", "data": {"id": "g-1", "title": "Café"}}
 
 
-async def test_one_signed_delivery(receiver: Receiver, fake: FakeTime) -> None:
-    delivery = await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake))
+async def test_one_signed_delivery(
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
+) -> None:
+    delivery = await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake), session=http)
 
     assert delivery == WebhookDelivery(True, 200, 1, delivery.msg_id, None)
     assert delivery.msg_id.startswith("msg_")
@@ -256,11 +264,13 @@ async def test_one_signed_delivery(receiver: Receiver, fake: FakeTime) -> None:
 
 
 async def test_bytes_are_sent_as_given_and_no_secret_means_no_signature(
-    receiver: Receiver, fake: FakeTime
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
 ) -> None:
     body = b'{"already": "encoded"}'
 
-    await send_webhook(receiver.url, body, secret=None, msg_id="msg_fixed", **fast(fake))
+    await send_webhook(
+        receiver.url, body, secret=None, msg_id="msg_fixed", **fast(fake), session=http
+    )
 
     [hit] = receiver.received
     assert hit.body == body
@@ -269,14 +279,14 @@ async def test_bytes_are_sent_as_given_and_no_secret_means_no_signature(
 
 
 async def test_a_500_is_retried_with_the_same_id_and_a_fresh_signature(
-    receiver: Receiver, fake: FakeTime
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
 ) -> None:
     receiver.answer(500)
     receiver.answer(502)
     receiver.answer(204)
 
     delivery = await send_webhook(
-        receiver.url, PAYLOAD, secret=SECRET, backoff_base=2.0, **fast(fake)
+        receiver.url, PAYLOAD, secret=SECRET, backoff_base=2.0, **fast(fake), session=http
     )
 
     assert delivery.ok
@@ -299,7 +309,9 @@ async def test_a_500_is_retried_with_the_same_id_and_a_fresh_signature(
     assert 2.0 <= fake.delays[1] <= 4.0
 
 
-async def test_backoff_is_capped(receiver: Receiver, fake: FakeTime) -> None:
+async def test_backoff_is_capped(
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
+) -> None:
     receiver.answer(503)
 
     with pytest.raises(WebhookDeliveryError):
@@ -311,6 +323,7 @@ async def test_backoff_is_capped(receiver: Receiver, fake: FakeTime) -> None:
             backoff_base=10.0,
             backoff_max=15.0,
             **fast(fake),
+            session=http,
         )
 
     assert len(fake.delays) == 5
@@ -319,44 +332,50 @@ async def test_backoff_is_capped(receiver: Receiver, fake: FakeTime) -> None:
 
 @pytest.mark.parametrize("status", [429, 503])
 async def test_retry_after_seconds_is_honoured(
-    receiver: Receiver, fake: FakeTime, status: int
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime, status: int
 ) -> None:
     receiver.answer(status, {"Retry-After": "7"})
     receiver.answer(200)
 
-    delivery = await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake))
+    delivery = await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake), session=http)
 
     assert delivery.attempts == 2
     assert fake.delays == [7.0]
 
 
-async def test_retry_after_as_an_http_date_is_honoured(receiver: Receiver, fake: FakeTime) -> None:
+async def test_retry_after_as_an_http_date_is_honoured(
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
+) -> None:
     receiver.answer(429, {"Retry-After": formatdate(fake.now + 30, usegmt=True)})
     receiver.answer(200)
 
-    await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake))
+    await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake), session=http)
 
     assert fake.delays == [pytest.approx(30.0, abs=1.0)]
 
 
-async def test_retry_after_is_capped(receiver: Receiver, fake: FakeTime) -> None:
+async def test_retry_after_is_capped(
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
+) -> None:
     receiver.answer(429, {"Retry-After": "3600"})
     receiver.answer(200)
 
-    await send_webhook(receiver.url, PAYLOAD, secret=SECRET, backoff_max=60.0, **fast(fake))
+    await send_webhook(
+        receiver.url, PAYLOAD, secret=SECRET, backoff_max=60.0, **fast(fake), session=http
+    )
 
     assert fake.delays == [60.0]
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 410, 302])
 async def test_final_answers_are_not_retried(
-    receiver: Receiver, fake: FakeTime, status: int
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime, status: int
 ) -> None:
     headers = {"Location": "http://127.0.0.1:1/elsewhere"} if status == 302 else {}
     receiver.answer(status, headers)
 
     with pytest.raises(WebhookDeliveryError, match=f"HTTP {status}") as caught:
-        await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake))
+        await send_webhook(receiver.url, PAYLOAD, secret=SECRET, **fast(fake), session=http)
 
     assert len(receiver.received) == 1
     assert fake.delays == []
@@ -366,14 +385,18 @@ async def test_final_answers_are_not_retried(
     assert delivery.attempts == 1
     assert caught.value.code == "WEBHOOK_FAILED"
     assert caught.value.status == status
-    assert isinstance(caught.value, FinetuningError)
+    assert isinstance(caught.value, DeliveryError)
 
 
-async def test_a_timeout_is_retried(receiver: Receiver, fake: FakeTime) -> None:
+async def test_a_timeout_is_retried(
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
+) -> None:
     receiver.answer(200, delay=2.0)
     receiver.answer(200)
 
-    delivery = await send_webhook(receiver.url, PAYLOAD, secret=SECRET, timeout=0.2, **fast(fake))
+    delivery = await send_webhook(
+        receiver.url, PAYLOAD, secret=SECRET, timeout=0.2, **fast(fake), session=http
+    )
 
     assert delivery.ok
     assert delivery.attempts == 2
@@ -386,11 +409,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_exhausted_retries_raise_with_the_delivery(fake: FakeTime) -> None:
+async def test_exhausted_retries_raise_with_the_delivery(
+    http: aiohttp.ClientSession, fake: FakeTime
+) -> None:
     url = f"http://127.0.0.1:{free_port()}{HOOK_PATH}"  # nothing listens: connection refused
 
     with pytest.raises(WebhookDeliveryError) as caught:
-        await send_webhook(url, PAYLOAD, secret=SECRET, max_attempts=3, **fast(fake))
+        await send_webhook(url, PAYLOAD, secret=SECRET, max_attempts=3, **fast(fake), session=http)
 
     delivery = caught.value.delivery
     assert delivery.ok is False
@@ -402,12 +427,14 @@ async def test_exhausted_retries_raise_with_the_delivery(fake: FakeTime) -> None
 
 
 async def test_exhausted_retries_on_5xx_keep_the_last_status(
-    receiver: Receiver, fake: FakeTime
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
 ) -> None:
     receiver.answer(503)
 
     with pytest.raises(WebhookDeliveryError) as caught:
-        await send_webhook(receiver.url, PAYLOAD, secret=SECRET, max_attempts=4, **fast(fake))
+        await send_webhook(
+            receiver.url, PAYLOAD, secret=SECRET, max_attempts=4, **fast(fake), session=http
+        )
 
     assert caught.value.delivery.status == 503
     assert caught.value.delivery.attempts == 4
@@ -416,22 +443,27 @@ async def test_exhausted_retries_on_5xx_keep_the_last_status(
 
 
 async def test_a_bad_secret_fails_before_anything_is_sent(
-    receiver: Receiver, fake: FakeTime
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
 ) -> None:
     with pytest.raises(WebhookSecretError):
-        await send_webhook(receiver.url, PAYLOAD, secret="whsec_!!", **fast(fake))
+        await send_webhook(receiver.url, PAYLOAD, secret="whsec_!!", **fast(fake), session=http)
 
     assert receiver.received == []
 
 
 async def test_the_secret_signature_and_hook_path_never_reach_logs_or_reprs(
-    receiver: Receiver, fake: FakeTime, caplog: pytest.LogCaptureFixture
+    http: aiohttp.ClientSession,
+    receiver: Receiver,
+    fake: FakeTime,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver.answer(500)
     caplog.set_level(logging.DEBUG)
 
     with pytest.raises(WebhookDeliveryError) as caught:
-        await send_webhook(receiver.url, PAYLOAD, secret=SECRET, max_attempts=3, **fast(fake))
+        await send_webhook(
+            receiver.url, PAYLOAD, secret=SECRET, max_attempts=3, **fast(fake), session=http
+        )
 
     signatures = [hit.headers["webhook-signature"] for hit in receiver.received]
     assert len(signatures) == 3
@@ -451,12 +483,48 @@ async def test_the_secret_signature_and_hook_path_never_reach_logs_or_reprs(
             assert signature.removeprefix("v1,") not in text
 
 
-async def test_a_hmac_from_hashlib_agrees(receiver: Receiver, fake: FakeTime) -> None:
+async def test_a_hmac_from_hashlib_agrees(
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
+) -> None:
     # One more independent angle: hashlib's HMAC construction by hand (RFC 2104).
-    delivery = await send_webhook(receiver.url, {"a": 1}, secret=SECRET, **fast(fake))
+    delivery = await send_webhook(receiver.url, {"a": 1}, secret=SECRET, **fast(fake), session=http)
     [hit] = receiver.received
     key = base64.b64decode(SECRET.removeprefix("whsec_")).ljust(64, b"\0")
     signed = f"{delivery.msg_id}.{hit.headers['webhook-timestamp']}.".encode() + hit.body
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in key) + signed).digest()
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in key) + inner).digest()
     assert hit.headers["webhook-signature"] == "v1," + base64.b64encode(outer).decode()
+
+
+# -- the reference library ---------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    msg_id=st.from_regex(r"msg_[A-Za-z0-9_-]{1,40}", fullmatch=True),
+    timestamp=st.integers(min_value=0, max_value=2**33),
+    body=st.text(),
+)
+def test_sign_agrees_with_the_reference_library(msg_id: str, timestamp: int, body: str) -> None:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    expected = Webhook(SECRET).sign(msg_id, moment, body)
+
+    assert sign(SECRET, msg_id, timestamp, body.encode()) == expected
+
+
+async def test_the_reference_library_verifies_every_attempt_we_send(
+    http: aiohttp.ClientSession, receiver: Receiver, fake: FakeTime
+) -> None:
+    receiver.answer(503)
+    receiver.answer(200)
+
+    # The real clock: the reference checks the timestamp against its own now.
+    await send_webhook(receiver.url, PAYLOAD, secret=SECRET, sleep=fake.sleep, session=http)
+
+    assert len(receiver.received) == 2
+    for hit in receiver.received:
+        assert Webhook(SECRET).verify(hit.body, hit.headers) == PAYLOAD
+        with pytest.raises(WebhookVerificationError):
+            Webhook(generate_secret()).verify(hit.body, hit.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(SECRET).verify(hit.body.replace(b"Caf", b"caf"), hit.headers)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from connector.app import finetuning_client
-from connector.automation.config import ConfigError, parse_config
+from connector.automation.loader import parse_config
+from connector.automation.problems import ConfigError
 
 KEY = "ft_live_" + "a" * 32
 

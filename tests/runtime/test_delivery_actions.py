@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
-from connector.automation.config import ConfigError, parse_config
+from connector.automation.loader import parse_config
+from connector.automation.problems import ConfigError
 from connector.dispatch.runtime import Runtime
 from connector.events import Event
 from connector.journal.store import Store
@@ -31,7 +33,7 @@ async def sandbox() -> AsyncIterator[SandboxHandle]:
 
 
 def expected_signature(msg_id: str, timestamp: str, body: bytes) -> str:
-    # Independent of connector/outgoing.py: the Standard Webhooks recipe, by hand.
+    # Independent of connector/delivery/webhooks.py: the Standard Webhooks recipe, by hand.
     key = base64.b64decode(SECRET.removeprefix("whsec_"))
     mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return "v1," + base64.b64encode(mac.digest()).decode()
@@ -96,6 +98,60 @@ automations:
     assert payload["type"] == "ftconnect.track_completed"
     assert payload["trigger"]["generation"]["id"] == track.id
     assert payload["steps"]["saved"]["path"] == str(path)
+
+
+async def test_both_actions_use_the_connectors_one_session(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    """The download and the webhook go through the client's session: no session of their own."""
+    sent: list[tuple[str, str]] = []
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        sent.append((params.method, params.url.path))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+
+    async def hook(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/n8n", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    library = tmp_path / "music"
+    library.mkdir()
+    config = parse_config(
+        f"""
+automations:
+  - id: deliver
+    triggers: [{{trigger: track_completed}}]
+    actions:
+      - action: download_track
+        library: {library}
+      - action: notify_webhook
+        url: http://127.0.0.1:{port}/n8n
+"""
+    )
+    track = sandbox.sandbox.add_track("Demo User", prompt="lofi piano, rain", duration=12)
+    try:
+        async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+            with Store.open(tmp_path / "state") as store:
+                client = FinetuningClient(sandbox.api_key, base_url=sandbox.url, session=session)
+                async with client:
+                    runtime = Runtime(config, client, store=store)
+                    assert runtime.session is session
+                    generation = await client.get_generation(track.id)
+                    await runtime.submit_event(Event.for_generation(generation, source="webhook"))
+                    await runtime.idle()
+            assert not session.closed  # the actions used it and left it open
+    finally:
+        await runner.cleanup()
+    assert runtime.runs[0].status == "succeeded", runtime.runs[0].error
+    assert any(method == "GET" and path.endswith(f"/{track.id}.mp3") for method, path in sent)
+    assert ("POST", "/n8n") in sent
 
 
 def test_a_missing_library_folder_is_refused_at_load_time(tmp_path: Path) -> None:

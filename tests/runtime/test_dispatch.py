@@ -9,15 +9,13 @@ from typing import Any
 
 import pytest
 
-from connector.automation.config import ConfigError, ConnectorConfig, parse_config
-from connector.automation.registry import (
-    ActionSpec,
-    Registry,
-    RegistryError,
-    TriggerSpec,
-    default_registry,
-)
-from connector.dispatch.runtime import RunRecord, Runtime
+from connector.automation.loader import parse_config
+from connector.automation.model import ConnectorConfig
+from connector.automation.problems import ConfigError
+from connector.automation.registry import Registry, default_registry
+from connector.automation.specs import ActionSpec, RegistryError, TriggerSpec
+from connector.dispatch.records import RunRecord
+from connector.dispatch.runtime import Runtime
 from connector.events import Event
 from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.automation.config import parse_config
-from connector.dispatch.runtime import RunRecord, Runtime
+from connector.automation.loader import parse_config
+from connector.dispatch.records import RunRecord
+from connector.dispatch.runtime import Runtime
 from connector.events import Event
 from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient

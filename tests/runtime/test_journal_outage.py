@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.automation.config import parse_config
+from connector.automation.loader import parse_config
 from connector.dispatch.runtime import Runtime
 from connector.events import Event
 from connector.journal.store import Store

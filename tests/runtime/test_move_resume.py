@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from connector.automation.config import parse_config
+from connector.automation.loader import parse_config
 from connector.dispatch.runtime import Runtime
 from connector.events import Event
-from connector.journal.store import RunRow, Store
+from connector.journal.runs import RunRow
+from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient
 from connector.sandbox import SandboxHandle
 

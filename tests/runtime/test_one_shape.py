@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connector.automation.config import parse_config
+from connector.automation.loader import parse_config
 from connector.dispatch.runtime import Runtime
 from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient

@@ -10,14 +10,17 @@ run's track, never a blind resubmission.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from connector.automation.config import parse_config
-from connector.dispatch.runtime import RunRecord, Runtime
+from connector.automation.loader import parse_config
+from connector.dispatch.records import RunRecord
+from connector.dispatch.runtime import Runtime
 from connector.events import Event
+from connector.journal.intents import GenerationIntent
 from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient
 from connector.sandbox import FaultRule, SandboxConfig, SandboxHandle, run_sandbox
@@ -113,7 +116,8 @@ async def test_an_identical_open_submission_of_another_run_makes_it_a_clear_fail
             runtime = await _runtime(sandbox, store, client)
             try:
                 # Another run has the same submission in flight (its answer not back yet).
-                runtime.open_intent({"tags": "same tags every time", "seed": 42}, "rival-run", 0)
+                rival = GenerationIntent(tags="same tags every time", seed=42, at=time.time())
+                runtime.open_intent(rival, "rival-run", 0)
                 sandbox.sandbox.set_faults(
                     [FaultRule(route="POST /v1/generations", commit_then_fail=1)]
                 )

@@ -76,7 +76,7 @@ def test_variables_lists_the_names_read() -> None:
 
 def test_step_outputs_answer_to_snake_case_names_like_the_trigger() -> None:
     from connector.automation.templates import Template
-    from connector.dispatch.runtime import _template_view
+    from connector.dispatch.runs import template_view as _template_view
 
     steps = {"make": _template_view({"id": "g1", "generation": {"errorMessage": "boom"}})}
     assert Template("{{ steps.make.generation.error_message }}").render({"steps": steps}) == "boom"

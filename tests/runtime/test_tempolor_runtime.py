@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from mutagen.id3 import ID3
 
-from connector.automation.config import ConfigError, parse_config
-from connector.dispatch.runtime import RunRecord, Runtime
+from connector.automation.loader import parse_config
+from connector.automation.problems import ConfigError
+from connector.dispatch.records import RunRecord
+from connector.dispatch.runtime import Runtime
 from connector.events import Event
 from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient

@@ -10,7 +10,8 @@ import pytest
 from ft_sandbox_support import Api
 
 from connector.sandbox import ManualClock, SandboxConfig, SandboxHandle, run_sandbox
-from connector.sandbox.state import FAILURE_MESSAGES, KEYS
+from connector.sandbox.generations import FAILURE_MESSAGES
+from connector.sandbox.records import KEYS
 
 DETAIL_KEYS = {
     "id",

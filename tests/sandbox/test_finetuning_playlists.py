@@ -9,7 +9,7 @@ import pytest
 from ft_sandbox_support import Api
 
 from connector.sandbox import ManualClock, SandboxHandle
-from connector.sandbox.state import Generation, Playlist
+from connector.sandbox.records import Generation, Playlist
 
 SQL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 

@@ -10,7 +10,7 @@ import pytest
 from ft_sandbox_support import Api, Receiver
 
 from connector.sandbox import ManualClock, SandboxConfig, SandboxHandle
-from connector.sandbox.state import NOT_LOOPBACK_ERROR
+from connector.sandbox.webhook_urls import NOT_LOOPBACK_ERROR
 
 
 def configured(**overrides: Any) -> Any:

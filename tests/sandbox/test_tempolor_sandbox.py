@@ -17,12 +17,9 @@ from mutagen.mp3 import MP3
 from yarl import URL
 
 from connector.sandbox.config import AccountConfig, SandboxConfig
-from connector.sandbox.tempolor import (
-    TEMPOLOR_RECORDER,
-    TONALITIES,
-    TempolorRecorder,
-    create_tempolor_app,
-)
+from connector.sandbox.tempolor import TEMPOLOR_RECORDER, create_tempolor_app
+from connector.sandbox.tempolor_records import TONALITIES
+from connector.sandbox.tempolor_state import TempolorRecorder
 
 FAST = {"pending_delay": 0.02, "processing_delay": 0.08}
 SLOW = {"pending_delay": 30.0, "processing_delay": 30.0}

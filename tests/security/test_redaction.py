@@ -9,7 +9,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from connector.journal.store import encode_json
+from connector.journal.codec import encode_json
 from connector.providers.finetuning.models import Generation
 from connector.providers.tempolor.models import TempolorJob
 from connector.redaction import (
@@ -169,7 +169,7 @@ def test_the_lines_run_prints_as_things_happen_are_scrubbed(registry: SecretSet)
     import io
     from types import SimpleNamespace
 
-    from connector.app import watch
+    from connector.cli.watch import watch
     from connector.events import Event
 
     register_secret(TOKEN)

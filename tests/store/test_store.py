@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from connector.events import SCHEDULE, Event
-from connector.journal.store import SCHEMA_VERSION, Store, StoreError, encode_json
+from connector.journal.codec import encode_json
+from connector.journal.connection import JournalError
+from connector.journal.store import SCHEMA_VERSION, Store
 from connector.providers.finetuning.models import Generation, iso_utc
 
 
@@ -517,7 +519,7 @@ def test_secret_is_made_once_and_kept_private(state_dir: Path) -> None:
         with pytest.raises(ValueError, match="one non-empty line"):
             store.secret("other", lambda: "  ")
         (state_dir / "emptied").write_text("")
-        with pytest.raises(StoreError, match="is empty; delete it"):
+        with pytest.raises(JournalError, match="is empty; delete it"):
             store.secret("emptied", factory)
 
 
@@ -543,7 +545,7 @@ def test_schema_and_pragmas(state_dir: Path) -> None:
 def test_a_corrupt_database_is_a_clear_error(state_dir: Path) -> None:
     state_dir.mkdir(mode=0o700)
     (state_dir / "state.db").write_bytes(b"this is not a database at all" * 200)
-    with pytest.raises(StoreError, match="is corrupt") as caught:
+    with pytest.raises(JournalError, match="is corrupt") as caught:
         Store.open(state_dir)
     assert str(state_dir / "state.db") in str(caught.value)
     assert "move the file" in str(caught.value)
@@ -553,7 +555,7 @@ def test_a_newer_schema_is_refused(state_dir: Path) -> None:
     with Store.open(state_dir) as store:
         assert store._conn is not None
         store._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match="newer than this connector understands"):
+    with pytest.raises(JournalError, match="newer than this connector understands"):
         Store.open(state_dir)
 
 
@@ -564,7 +566,7 @@ def test_a_locked_database_is_a_clear_error(state_dir: Path) -> None:
         other = sqlite3.connect(state_dir / "state.db", isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
-            with pytest.raises(StoreError, match="locked by another process") as caught:
+            with pytest.raises(JournalError, match="locked by another process") as caught:
                 store.record_event(schedule_event("s"))
             assert str(state_dir / "state.db") in str(caught.value)
             other.execute("ROLLBACK")
@@ -579,5 +581,5 @@ def test_a_closed_store_says_so(state_dir: Path) -> None:
     store.close()
     store.close()  # twice is fine
     assert store.closed
-    with pytest.raises(StoreError, match="is closed"):
+    with pytest.raises(JournalError, match="is closed"):
         store.has_event("x")

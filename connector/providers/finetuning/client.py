@@ -1,7 +1,9 @@
 """Async client for the Finetuning.ai public API v1.2.
 
-One private transport method (`_request`) owns HTTP, rate budgets, retries and
-error mapping; every public method is a thin typed wrapper returning a model.
+Every public method is a thin typed wrapper returning a model; HTTP, rate
+budgets, retries and the transport errors are `connector.providers.http.ApiClient`'s.
+This module adds what is Finetuning's own: the `X-API-Key` header, the
+`{"data": ...}` / `{"error": {code, message, details}}` envelopes, two budgets.
 
     async with FinetuningClient(api_key) as client:
         generation = await client.create_generation(GenerationRequest(tags="lofi piano"))
@@ -11,20 +13,14 @@ error mapping; every public method is a thin typed wrapper returning a model.
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
 import json
 import logging
-import os
-import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from enum import Enum
-from typing import Any, Self, TypeVar
+from typing import Any
 
 import aiohttp
-from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from yarl import URL
 
@@ -33,21 +29,21 @@ from connector.errors import (
     AmbiguousPlaylistError,
     BulkOperationError,
     FieldProblem,
-    FinetuningConnectionError,
-    FinetuningError,
-    FinetuningTimeoutError,
     GenerationOutcomeUnknownError,
-    GenerationRateLimitedError,
     GenerationTimeoutError,
-    InvalidApiKeyError,
     MoveFailedError,
     PlaylistNotFoundError,
-    QueueFullError,
-    RateLimitedError,
+    ProviderError,
     RequestValidationError,
-    ServerError,
     UnexpectedResponseError,
     error_for,
+)
+from connector.providers.finetuning.credentials import DEFAULT_BASE_URL, check_api_key, redact_key
+from connector.providers.finetuning.ids import (
+    UUID_PATTERN,
+    chunked,
+    looks_like_playlist_id,
+    validate_ids,
 )
 from connector.providers.finetuning.models import (
     Account,
@@ -58,128 +54,26 @@ from connector.providers.finetuning.models import (
     GenerationStatus,
     Playlist,
     PlaylistDetail,
-    chunked,
-    validate_ids,
 )
-from connector.providers.ratelimit import (
-    ANNOUNCE_AFTER,
-    Clock,
-    RateBudget,
-    Sleep,
-    WaitCallback,
-    announced_sleep,
-    describe_wait,
-    said_if_slow,
-    waits_reported_to,
+from connector.providers.http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    ApiClient,
+    Retry,
+    parse_model,
+    path_segment,
+    retry_after_seconds,
 )
-from connector.redaction import register_secret
+from connector.providers.ratelimit import Clock, RateBudget, Sleep, WaitCallback
 from connector.version import USER_AGENT
 
+__all__ = ["FinetuningClient", "ProgressCallback"]
+
 _LOGGER = logging.getLogger(__name__)
-
-DEFAULT_BASE_URL = "https://pub.finetuning.ai"
-DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to open a connection, within request_timeout
-API_KEY_PATTERN = re.compile(r"ft_live_[0-9a-fA-F]{32}")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-
-_M = TypeVar("_M", bound=BaseModel)
 
 ProgressCallback = Callable[[Generation], Awaitable[None] | None]
 
 
-class _Retry(Enum):
-    """How a request may be retried."""
-
-    # GET and the bulk endpoints: repeating them cannot spend anything.
-    SAFE = "safe"
-    # POST /v1/generations: only when the request surely did not take effect.
-    CREATE = "create"
-
-
-def redact_key(api_key: str | None) -> str:
-    """What may be shown of a key: its documented prefix at most."""
-    if not api_key:
-        return "(none)"
-    return "ft_live_…" if api_key.startswith("ft_live_") else "…"
-
-
-def check_api_key(api_key: str) -> str:
-    """Return the key without surrounding whitespace, or say clearly what is wrong with it."""
-    if not isinstance(api_key, str) or not api_key.strip():
-        raise InvalidApiKeyError(
-            "no API key given: set FINETUNING_API_KEY or pass api_key "
-            "(keys look like ft_live_ followed by 32 hex characters)"
-        )
-    key = api_key.strip()
-    if not API_KEY_PATTERN.fullmatch(key):
-        starts = "starts with 'ft_live_'" if key.startswith("ft_live_") else "lacks 'ft_live_'"
-        raise InvalidApiKeyError(
-            f"the API key is malformed: it {starts} and has {len(key)} characters, but a key "
-            "is 'ft_live_' followed by 32 hex characters (40 in all)"
-        )
-    return key
-
-
-def _looks_like_id(reference: str) -> bool:
-    return bool(_UUID.fullmatch(reference)) or reference.startswith("pl_")
-
-
-def _retry_after(value: str | None, body_value: Any = None) -> float | None:
-    for candidate in (value, body_value):
-        if candidate is None:
-            continue
-        try:
-            seconds = float(candidate)
-        except (TypeError, ValueError):
-            continue
-        if seconds >= 0:
-            return seconds
-    return None
-
-
-def _int_header(headers: Any, name: str) -> int | None:
-    value = headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-class SessionOwner:
-    """Session ownership shared by the API clients.
-
-    A session passed in is used and never closed (a closed one is an error:
-    retrying cannot help); one the client makes itself is closed by `close()`
-    and `async with`.
-    """
-
-    _session: aiohttp.ClientSession | None
-    _owns_session: bool
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session if the client made it."""
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-            self._session = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            if not self._owns_session:
-                raise FinetuningError(
-                    "the session passed to the client is closed", code="SESSION_CLOSED"
-                )
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-
-class FinetuningClient(SessionOwner):
+class FinetuningClient(ApiClient):
     """Client for the Finetuning.ai public API v1.2 (every endpoint).
 
     A session passed in is used and never closed; one the client makes itself
@@ -194,6 +88,8 @@ class FinetuningClient(SessionOwner):
     backoff) is logged at INFO on `connector.waits` and passed to `on_wait`
     (see `connector.providers.ratelimit.WaitCallback`; settable after construction).
     """
+
+    _logger = _LOGGER
 
     def __init__(
         self,
@@ -213,38 +109,37 @@ class FinetuningClient(SessionOwner):
         sleep: Sleep = asyncio.sleep,
         on_wait: WaitCallback | None = None,
     ) -> None:
-        self._api_key = check_api_key(api_key)
-        register_secret(self._api_key)  # nothing written or sent may carry it
-        self.base_url = URL(base_url.rstrip("/") or DEFAULT_BASE_URL)
-        if self.base_url.scheme not in ("http", "https") or not self.base_url.host:
-            raise ValueError(f"base_url must be an http(s) URL (got {base_url!r})")
-        self.request_timeout = request_timeout
-        self.connect_timeout = _check_timeouts(request_timeout, connect_timeout)
-        self.max_retries = max_retries
-        self.connect_retries = _check_retries(max_retries, connect_retries)
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.on_wait = on_wait
-        self._session = session
-        self._owns_session = session is None
-        self._clock = clock
-        self._sleep = sleep
+        api_key = check_api_key(api_key)
+        super().__init__(
+            secret=api_key,
+            secret_shown=redact_key(api_key),
+            base_url=base_url,
+            default_base_url=DEFAULT_BASE_URL,
+            session=session,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+            connect_retries=connect_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            clock=clock,
+            sleep=sleep,
+            on_wait=on_wait,
+        )
         self.read_budget = read_budget or RateBudget(
             60, 60.0, name="reads", clock=clock, sleep=sleep
         )
         self.generation_budget = generation_budget or RateBudget(
             10, 60.0, name="generations", clock=clock, sleep=sleep
         )
-        self.requests_sent = 0  # every HTTP attempt, retries included
 
     def __repr__(self) -> str:
-        key = redact_key(self._api_key)
-        return f"FinetuningClient(base_url={str(self.base_url)!r}, api_key={key!r})"
+        return f"FinetuningClient(base_url={str(self.base_url)!r}, api_key={self.api_key_hint!r})"
 
     @property
     def api_key_hint(self) -> str:
         """The redacted key, for diagnostics."""
-        return redact_key(self._api_key)
+        return self._secret_shown
 
     # -- transport ---------------------------------------------------------------------
 
@@ -256,141 +151,18 @@ class FinetuningClient(SessionOwner):
         params: dict[str, Any] | None = None,
         body: Any = None,
         budget: RateBudget | None = None,
-        retry: _Retry = _Retry.SAFE,
+        retry: Retry = Retry.SAFE,
     ) -> Any:
         """Send one API call and return the `data` of its answer, retrying what is safe."""
-        budget = budget or self.read_budget
         url = self.base_url.join(URL(path))
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
-            attempt_started = self._clock()
-            try:
-                return await self._attempt(method, url, params=params, body=body, budget=budget)
-            except FinetuningError as err:
-                delay = self._retry_delay(err, attempt, retry)
-                if delay is None:
-                    if retry is _Retry.CREATE and _may_have_taken_effect(err):
-                        raise GenerationOutcomeUnknownError(
-                            "the generation request may have reached the server "
-                            f"({err}); a credit may have been spent, so it is not "
-                            "resubmitted: look for the generation before trying again",
-                            status=err.status,
-                            details=err.details,
-                        ) from err
-                    _gave_up(err, attempt, self._clock() - started)
-                    raise
-                await _retry_sleep(
-                    self._sleep,
-                    delay,
-                    f"{method} {path}",
-                    err,
-                    attempt,
-                    1 + self._retries_for(err),
-                    self._clock() - attempt_started,
-                    self.on_wait,
-                    _LOGGER,
-                )
+        budget = budget or self.read_budget
+        return await self._send(method, url, params=params, body=body, budget=budget, retry=retry)
 
-    def _retries_for(self, err: FinetuningError) -> int:
-        """How many retries the kind of failure `err` allows."""
-        return self.connect_retries if isinstance(err, _NotSent) else self.max_retries
+    def _auth_headers(self) -> dict[str, str]:
+        return {"X-API-Key": self._secret}
 
-    def _retry_delay(self, err: FinetuningError, attempt: int, retry: _Retry) -> float | None:
-        """Seconds to wait before trying again, or None when the error is final."""
-        if attempt > self._retries_for(err):
-            return None
-        # Exponential backoff with jitter, as the rate-limits page advises.
-        backoff = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
-        backoff += random.uniform(0, self.backoff_base)
-        if isinstance(err, GenerationRateLimitedError | QueueFullError | RateLimitedError):
-            # A 429 spends nothing, even on create.
-            return err.retry_after if err.retry_after is not None else backoff
-        if retry is _Retry.CREATE:
-            # Only a connection that never opened surely did not reach the server.
-            return backoff if isinstance(err, _NotSent) else None
-        if isinstance(err, FinetuningConnectionError):
-            return backoff
-        if isinstance(err, ServerError) and err.status in _RETRYABLE_STATUSES:
-            return err.retry_after if err.retry_after is not None else backoff
-        return None
-
-    async def _attempt(
-        self,
-        method: str,
-        url: URL,
-        *,
-        params: dict[str, Any] | None,
-        body: Any,
-        budget: RateBudget,
-    ) -> Any:
-        session = self._get_session()
-        headers = {
-            "X-API-Key": self._api_key,
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        with waits_reported_to(self.on_wait):
-            used_at_send = await budget.acquire()
-        released = False
-        self.requests_sent += 1
-        try:
-            async with (
-                said_if_slow(
-                    f"for an answer from {_origin(url)} to {method} {url.path}",
-                    self.request_timeout,
-                    self.on_wait,
-                ),
-                asyncio.timeout(self.request_timeout),
-                session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=body,
-                    headers=headers,
-                    timeout=_client_timeout(self.connect_timeout),
-                ) as response,
-            ):
-                raw = await response.read()
-                budget.release()
-                released = True
-                status = response.status
-                retry_after_header = response.headers.get("Retry-After")
-                remaining = _int_header(response.headers, "X-RateLimit-Remaining")
-                if status == 429 and retry_after_header is not None:
-                    # Retry-After says exactly when to resume; phantom slots
-                    # would hold the budget for a whole window instead.
-                    remaining = None
-                budget.observe(
-                    _int_header(response.headers, "X-RateLimit-Limit"), remaining, used_at_send
-                )
-                content_type = response.content_type
-        except aiohttp.ConnectionTimeoutError as err:
-            raise _NotSent(_connect_timed_out(url, self.connect_timeout)) from err
-        except TimeoutError as err:
-            raise FinetuningTimeoutError(
-                f"no answer from {_origin(url)} within {self.request_timeout:g} s"
-            ) from err
-        except aiohttp.ClientConnectorError as err:
-            raise _NotSent(_cannot_connect(url, err)) from err
-        except aiohttp.ClientError as err:
-            raise FinetuningConnectionError(
-                f"connection to {_origin(url)} failed: {type(err).__name__}: {err}"
-            ) from err
-        finally:
-            if not released:
-                budget.release()
-        _LOGGER.debug("%s %s -> %s", method, url.path, status)
-        return self._parse(status, raw, content_type, retry_after_header, budget)
-
-    def _parse(
-        self,
-        status: int,
-        raw: bytes,
-        content_type: str,
-        retry_after_header: str | None,
-        budget: RateBudget,
+    def _answer(
+        self, status: int, raw: bytes, content_type: str, retry_after_header: str | None
     ) -> Any:
         try:
             payload = json.loads(raw) if raw else None
@@ -398,7 +170,7 @@ class FinetuningClient(SessionOwner):
             payload = None
         if 200 <= status < 300:
             if not isinstance(payload, dict) or "data" not in payload:
-                snippet = self._redact(raw.decode("utf-8", "replace"))[:120]
+                snippet = self._text(raw, 120, strip=False)
                 raise UnexpectedResponseError(
                     f"HTTP {status} without the documented {{'data': ...}} envelope "
                     f"({content_type or 'no content type'}): {snippet!r}",
@@ -413,22 +185,19 @@ class FinetuningClient(SessionOwner):
             body_retry = error.get("retryAfter")
         else:
             code, details, body_retry = None, None, None
-            text = self._redact(raw.decode("utf-8", "replace")).strip()[:200]
+            text = self._text(raw, 200)
             message = f"HTTP {status} with a non-JSON answer" + (f": {text}" if text else "")
-        retry_after = _retry_after(retry_after_header, body_retry)
-        if status == 429 and retry_after is not None:
-            budget.pause(retry_after)
+        retry_after = retry_after_seconds(retry_after_header, body_retry)
         raise error_for(status, code, message, details=details, retry_after=retry_after)
 
-    def _redact(self, value: Any) -> Any:
-        """Remove the key from server-provided text (an echoing proxy, a verbose error)."""
-        if isinstance(value, str):
-            return value.replace(self._api_key, redact_key(self._api_key))
-        if isinstance(value, list):
-            return [self._redact(item) for item in value]
-        if isinstance(value, dict):
-            return {key: self._redact(item) for key, item in value.items()}
-        return value
+    def _outcome_unknown(self, err: ProviderError) -> GenerationOutcomeUnknownError:
+        return GenerationOutcomeUnknownError(
+            "the generation request may have reached the server "
+            f"({err}); a credit may have been spent, so it is not "
+            "resubmitted: look for the generation before trying again",
+            status=err.status,
+            details=err.details,
+        )
 
     # -- account -----------------------------------------------------------------------
 
@@ -444,7 +213,7 @@ class FinetuningClient(SessionOwner):
                 async with session.get(
                     self.base_url.join(URL("/health")),
                     headers={"User-Agent": USER_AGENT},
-                    timeout=_client_timeout(self.connect_timeout),
+                    timeout=self._timeout(),
                 ) as response:
                     return response.status == 200
         except (TimeoutError, aiohttp.ClientError):
@@ -473,9 +242,9 @@ class FinetuningClient(SessionOwner):
             "/v1/generations",
             body=request.to_payload(),
             budget=self.generation_budget,
-            retry=_Retry.CREATE,
+            retry=Retry.CREATE,
         )
-        return _model(Generation, data)
+        return parse_model(Generation, data)
 
     async def list_generations(
         self,
@@ -501,7 +270,9 @@ class FinetuningClient(SessionOwner):
             params["status"] = str(GenerationStatus(status).value)
         if type is not None:
             params["type"] = type
-        return _model(GenerationPage, await self._request("GET", "/v1/generations", params=params))
+        return parse_model(
+            GenerationPage, await self._request("GET", "/v1/generations", params=params)
+        )
 
     async def iter_generations(
         self,
@@ -536,8 +307,8 @@ class FinetuningClient(SessionOwner):
 
     async def get_generation(self, generation_id: str) -> Generation:
         """GET /v1/generations/:id."""
-        path = f"/v1/generations/{_segment(generation_id, 'generation_id')}"
-        return _model(Generation, await self._request("GET", path))
+        path = f"/v1/generations/{path_segment(generation_id, 'generation_id')}"
+        return parse_model(Generation, await self._request("GET", path))
 
     async def wait_for_generation(
         self,
@@ -589,12 +360,12 @@ class FinetuningClient(SessionOwner):
             raise UnexpectedResponseError(
                 f"playlists answer without a 'playlists' list: {self._redact(repr(data))[:200]}"
             )
-        return [_model(Playlist, item) for item in items]
+        return [parse_model(Playlist, item) for item in items]
 
     async def get_playlist(self, playlist_id: str) -> PlaylistDetail:
         """GET /v1/playlists/:id: one playlist with all its tracks."""
-        path = f"/v1/playlists/{_segment(playlist_id, 'playlist_id')}"
-        return _model(PlaylistDetail, await self._request("GET", path))
+        path = f"/v1/playlists/{path_segment(playlist_id, 'playlist_id')}"
+        return parse_model(PlaylistDetail, await self._request("GET", path))
 
     async def resolve_playlist(self, name_or_id: str) -> str:
         """Turn a playlist name or id into its id.
@@ -605,7 +376,7 @@ class FinetuningClient(SessionOwner):
         reference = name_or_id.strip() if isinstance(name_or_id, str) else ""
         if not reference:
             raise RequestValidationError([FieldProblem("playlist", "must be a name or an id")])
-        if _looks_like_id(reference):
+        if looks_like_playlist_id(reference):
             return reference
         playlists = await self.list_playlists()
         for playlist in playlists:
@@ -621,20 +392,20 @@ class FinetuningClient(SessionOwner):
 
     async def add_tracks(self, playlist_id: str, ids: Iterable[str]) -> BulkResult:
         """POST /v1/playlists/:id/tracks; chunks of 100; ADD_FAILED becomes item errors."""
-        path = f"/v1/playlists/{_segment(playlist_id, 'playlist_id')}/tracks"
+        path = f"/v1/playlists/{path_segment(playlist_id, 'playlist_id')}/tracks"
         return await self._bulk(path, validate_ids(ids, field="track_ids"), "added", AddFailedError)
 
     async def remove_tracks(self, playlist_id: str, ids: Iterable[str]) -> BulkResult:
         """POST /v1/playlists/:id/tracks/bulk-remove; tracks stay in the library."""
-        path = f"/v1/playlists/{_segment(playlist_id, 'playlist_id')}/tracks/bulk-remove"
+        path = f"/v1/playlists/{path_segment(playlist_id, 'playlist_id')}/tracks/bulk-remove"
         return await self._bulk(path, validate_ids(ids, field="track_ids"), "removed", None)
 
     async def move_tracks(self, source_id: str, target_id: str, ids: Iterable[str]) -> BulkResult:
         """POST /v1/playlists/:source/tracks/move; MOVE_FAILED becomes item errors."""
-        source = _segment(source_id, "source_id")
-        target = _segment(target_id, "target_id")
+        source = path_segment(source_id, "source_id")
+        target = path_segment(target_id, "target_id")
         same = source == target or (
-            bool(_UUID.fullmatch(source)) and source.lower() == target.lower()
+            bool(UUID_PATTERN.fullmatch(source)) and source.lower() == target.lower()
         )
         if same:
             raise RequestValidationError(
@@ -669,146 +440,12 @@ class FinetuningClient(SessionOwner):
                     continue
                 err.partial_result = result
                 raise
-            except FinetuningError as err:
+            except ProviderError as err:
                 # Earlier chunks took effect: say so rather than hide it.
                 err.partial_result = result
                 raise
             result = result.merge(_bulk(data, succeeded_key))
         return result
-
-
-class _NotSent(FinetuningConnectionError):
-    """The connection never opened, so the request surely did not reach the server."""
-
-
-def _check_timeouts(request_timeout: float, connect_timeout: float) -> float:
-    if request_timeout <= 0:
-        raise ValueError(f"request_timeout must be positive (got {request_timeout!r})")
-    if connect_timeout <= 0:
-        raise ValueError(f"connect_timeout must be positive (got {connect_timeout!r})")
-    return connect_timeout
-
-
-def _check_retries(max_retries: int, connect_retries: int | None) -> int:
-    if max_retries < 0:
-        raise ValueError(f"max_retries must be 0 or more (got {max_retries!r})")
-    if connect_retries is None:
-        return max_retries
-    if connect_retries < 0:
-        raise ValueError(f"connect_retries must be 0 or more (got {connect_retries!r})")
-    return connect_retries
-
-
-def _client_timeout(connect_timeout: float) -> aiohttp.ClientTimeout:
-    """Per-request aiohttp timeouts: only opening the connection (the pool wait, DNS, TCP
-    and TLS) is bounded here; the whole request is bounded by `request_timeout`."""
-    return aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout)
-
-
-def _origin(url: URL) -> str:
-    """scheme://host:port of `url`: what was tried, never a user, a query or a path."""
-    host = url.host or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    port = url.port if url.port is not None else ""
-    return f"{url.scheme}://{host}:{port}"
-
-
-def _cannot_connect(url: URL, err: aiohttp.ClientConnectorError) -> str:
-    """'cannot connect to http://127.0.0.1:9 (connection refused)'."""
-    return f"cannot connect to {_origin(url)} ({_connect_failure(err)})"
-
-
-def _connect_timed_out(url: URL, connect_timeout: float) -> str:
-    return (
-        f"cannot connect to {_origin(url)} "
-        f"(no answer within the {connect_timeout:g} s connect timeout)"
-    )
-
-
-def _connect_failure(err: aiohttp.ClientConnectorError) -> str:
-    """Why a connection did not open, in a few words: 'connection refused'."""
-    if isinstance(err, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate refused: {err.certificate_error}"
-    if isinstance(err, aiohttp.ClientConnectorDNSError):
-        cause = getattr(err.os_error, "strerror", None) or str(err.os_error)
-        return f"host name not resolved: {cause}"
-    if isinstance(err, aiohttp.ClientSSLError):
-        return f"TLS handshake failed: {err.os_error}"
-    os_error = err.os_error
-    number = getattr(os_error, "errno", None)
-    if isinstance(number, int) and number in errno.errorcode:
-        text = os.strerror(number)
-        return text[:1].lower() + text[1:]
-    return str(os_error) or type(os_error).__name__
-
-
-def _failure_phrase(err: FinetuningError, delay: float) -> str:
-    """What went wrong, to follow 'retry GET /v1/me (attempt 2 of 5)'."""
-    if err.status is None:
-        return f": {err.message}"
-    text = f" after HTTP {err.status}"
-    if err.code and not err.code.startswith("HTTP_"):
-        text += f" {err.code}"
-    if err.retry_after is not None and err.retry_after == delay:
-        text += ", as the server's Retry-After asks"
-    return text
-
-
-async def _retry_sleep(
-    sleep: Sleep,
-    delay: float,
-    what: str,
-    err: FinetuningError,
-    attempt: int,
-    attempts: int,
-    attempt_took: float,
-    on_wait: WaitCallback | None,
-    logger: logging.Logger,
-) -> None:
-    """The backoff before retrying `what`, announced (INFO on `connector.waits`, and
-    `on_wait`) when the failed attempt and the backoff together leave the caller over
-    2 s without news: every backoff over 2 s, and a 1 s one after a 10 s connect
-    timeout. A backoff not announced is logged at DEBUG on `logger`, for `-v`."""
-    reason = f"to retry {what} (attempt {attempt + 1} of {attempts}){_failure_phrase(err, delay)}"
-    announce = max(0.0, attempt_took) + delay > ANNOUNCE_AFTER
-    if not announce:
-        logger.debug("%s", describe_wait(reason, delay))
-    await announced_sleep(sleep, delay, reason, on_wait, announce=announce)
-
-
-def _gave_up(err: FinetuningError, attempts: int, elapsed: float) -> None:
-    """Say in a final connection error how long the client kept trying."""
-    if attempts < 2 or not isinstance(err, FinetuningConnectionError):
-        return
-    err.message = f"{err.message}; gave up after {attempts} attempts in {elapsed:.1f} s"
-    err.args = (err.message,)
-
-
-def _may_have_taken_effect(err: FinetuningError) -> bool:
-    if isinstance(err, _NotSent):
-        return False
-    if isinstance(err, FinetuningConnectionError):
-        return True
-    return isinstance(err, (ServerError, UnexpectedResponseError))
-
-
-def _segment(value: str, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise RequestValidationError([FieldProblem(name, "must be a non-empty id")])
-    if "/" in value or value in (".", ".."):
-        raise RequestValidationError([FieldProblem(name, f"is not a valid id: {value!r}")])
-    return value.strip()
-
-
-def _model(cls: type[_M], data: Any) -> _M:
-    try:
-        return cls.model_validate(data)
-    except PydanticValidationError as err:
-        raise UnexpectedResponseError(
-            f"the answer does not match the documented {cls.__name__}: {err.errors()[0]['msg']} "
-            f"at {'.'.join(str(p) for p in err.errors()[0]['loc'])}"
-        ) from err
 
 
 def _bulk(data: Any, succeeded_key: str) -> BulkResult:

@@ -1,6 +1,6 @@
 """Typed models of the Finetuning.ai v1.2 API (requests and responses).
 
-They follow section 16 of shared/api/FINETUNING.md: `timesignature` arrives as a
+They follow the decisions in docs/providers.md: `timesignature` arrives as a
 string or a number and is normalised to `int`; durations are floats; the three
 timestamp formats parse to aware UTC datetimes; a missing `errors` list is
 empty; unknown fields are kept, documented optional ones default to None.
@@ -9,9 +9,6 @@ Wire names are camelCase; attributes are snake_case (both are accepted).
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
-import socket
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -31,17 +28,16 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 
-from connector.errors import FieldProblem, RequestValidationError
+from connector.providers.fields import bounded_text, choice, in_range, request_problems
+from connector.providers.hosts import is_local, is_loopback
 from connector.redaction import strip_url_secrets
-
-MAX_BULK_IDS = 100
 
 
 def parse_timestamp(value: Any) -> Any:
     """Parse any of the API's timestamp formats into an aware UTC datetime.
 
     Seen on the wire: "2025-01-15T10:30:00Z", "2025-01-15 10:30:00" (no zone:
-    UTC by decision 16.3) and "2025-01-15T10:30:17.623Z".
+    UTC) and "2025-01-15T10:30:17.623Z".
     """
     if value is None or value == "":
         return None
@@ -60,7 +56,7 @@ def parse_timestamp(value: Any) -> Any:
 
 
 def parse_timesignature(value: Any) -> Any:
-    """Normalise "4", 4, 4.0 and "4/4" to the integer 4 (decision 16.1)."""
+    """Normalise "4", 4, 4.0 and "4/4" to the integer 4 (requests send "4", GET answers 4)."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -305,7 +301,7 @@ class BulkResult(ApiModel):
 
     @classmethod
     def all_failed(cls, ids: Iterable[str], details: Any, fallback_reason: str) -> BulkResult:
-        """An ADD_FAILED / MOVE_FAILED answer, as per-item errors (decision 16.12)."""
+        """An ADD_FAILED / MOVE_FAILED answer, as per-item errors rather than an exception."""
         errors: list[ItemError] = []
         seen: set[str] = set()
         if isinstance(details, list):
@@ -343,70 +339,6 @@ WEBHOOK_MAX = 2048
 _ALLOW_LOCAL_WEBHOOK: ContextVar[bool] = ContextVar("allow_local_webhook", default=False)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _in_range(name: str, value: Any, bounds: tuple[int, int], unit: str = "") -> Any:
-    low, high = bounds
-    if isinstance(value, str):
-        try:
-            value = float(value) if "." in value else int(value)
-        except ValueError:
-            raise ValueError(
-                f"must be a number from {low} to {high}{unit} (got {value!r})"
-            ) from None
-    if not _is_number(value):
-        raise ValueError(f"must be a number from {low} to {high}{unit} (got {value!r})")
-    if value != value or not low <= value <= high:  # NaN fails too
-        raise ValueError(f"must be between {low} and {high}{unit} (got {value!r})")
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _text(value: Any, limit: int, *, required: bool) -> Any:
-    if value is None:
-        if required:
-            raise ValueError("is required")
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"must be text (got {type(value).__name__})")
-    if required and not value.strip():
-        raise ValueError("must not be empty")
-    if len(value) > limit:
-        raise ValueError(f"must be at most {limit} characters (got {len(value)})")
-    return value
-
-
-def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a host names literally, including short forms like 127.1 or 2130706433."""
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        pass
-    if host and all(c in "0123456789abcdefx." for c in host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
-
-
-def _is_local_host(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    address = _ip_literal(host)
-    return address is not None and not address.is_global
-
-
-def _is_loopback_host(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    address = _ip_literal(host)
-    return address is not None and address.is_loopback
-
-
 class GenerationRequest(BaseModel):
     """The body of POST /v1/generations, checked against the v1.2 ranges before sending.
 
@@ -436,7 +368,7 @@ class GenerationRequest(BaseModel):
         try:
             super().__init__(**data)
         except PydanticValidationError as err:
-            raise _problems(err, self._what) from None
+            raise request_problems(err, self._what, GenerationRequest.model_fields) from None
 
     @classmethod
     def build(cls, *, allow_local_webhook: bool = False, **data: Any) -> GenerationRequest:
@@ -450,22 +382,22 @@ class GenerationRequest(BaseModel):
     @field_validator("tags", mode="before")
     @classmethod
     def _check_tags(cls, value: Any) -> Any:
-        return _text(value, TAGS_MAX, required=True)
+        return bounded_text(value, TAGS_MAX, required=True)
 
     @field_validator("lyrics", mode="before")
     @classmethod
     def _check_lyrics(cls, value: Any) -> Any:
-        return _text(value, LYRICS_MAX, required=False)
+        return bounded_text(value, LYRICS_MAX, required=False)
 
     @field_validator("duration", mode="before")
     @classmethod
     def _check_duration(cls, value: Any) -> Any:
-        return None if value is None else _in_range("duration", value, DURATION_RANGE, " seconds")
+        return None if value is None else in_range("duration", value, DURATION_RANGE, " seconds")
 
     @field_validator("bpm", mode="before")
     @classmethod
     def _check_bpm(cls, value: Any) -> Any:
-        return None if value is None else _in_range("bpm", value, BPM_RANGE)
+        return None if value is None else in_range("bpm", value, BPM_RANGE)
 
     @field_validator("timesignature", mode="before")
     @classmethod
@@ -497,7 +429,7 @@ class GenerationRequest(BaseModel):
     @field_validator("language", mode="before")
     @classmethod
     def _check_language(cls, value: Any) -> Any:
-        return _choice(value, LANGUAGES, str.lower)
+        return choice(value, LANGUAGES, str.lower)
 
     @field_validator("key", mode="before")
     @classmethod
@@ -506,12 +438,12 @@ class GenerationRequest(BaseModel):
             upper = text.strip().upper()
             return _FLATS.get(upper, upper)
 
-        return _choice(value, KEYS, normalise)
+        return choice(value, KEYS, normalise)
 
     @field_validator("scale", mode="before")
     @classmethod
     def _check_scale(cls, value: Any) -> Any:
-        return _choice(value, SCALES, str.lower)
+        return choice(value, SCALES, str.lower)
 
     @field_validator("webhook", mode="before")
     @classmethod
@@ -526,11 +458,11 @@ class GenerationRequest(BaseModel):
         host = parts.hostname or ""
         if parts.scheme not in ("http", "https") or not host:
             raise ValueError(f"must be an https:// URL (got {value!r})")
-        if _ALLOW_LOCAL_WEBHOOK.get() and _is_loopback_host(host):
+        if _ALLOW_LOCAL_WEBHOOK.get() and is_loopback(host):
             return value
         if parts.scheme != "https":
             raise ValueError("must use https (the service refuses plain http)")
-        if _is_local_host(host):
+        if is_local(host):
             raise ValueError(
                 f"must be publicly reachable; {host!r} is local or private "
                 "(the service refuses localhost and private addresses)"
@@ -547,55 +479,3 @@ class GenerationRequest(BaseModel):
             if isinstance(value, float) and value.is_integer():
                 body[name] = int(value)
         return body
-
-
-def _choice(value: Any, allowed: tuple[str, ...], normalise: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        candidate = normalise(value)
-        if candidate in allowed:
-            return candidate
-    raise ValueError(f"must be one of {', '.join(allowed)} (got {value!r})")
-
-
-def _problems(err: PydanticValidationError, what: str) -> RequestValidationError:
-    """Turn pydantic's errors into ours: one line per field, naming the allowed range."""
-    problems: list[FieldProblem] = []
-    for item in err.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(body)"
-        message = item["msg"]
-        if item["type"] == "value_error":
-            message = message.removeprefix("Value error, ")
-        elif item["type"] == "extra_forbidden":
-            known = list(GenerationRequest.model_fields)
-            close = difflib.get_close_matches(field, known, n=1)
-            message = "is not a valid option" + (f" (did you mean {close[0]!r}?)" if close else "")
-        elif item["type"] == "missing":
-            message = "is required"
-        problems.append(FieldProblem(field, message))
-    return RequestValidationError(problems, what=what)
-
-
-def validate_ids(ids: Iterable[str], *, field: str = "ids") -> list[str]:
-    """Check a list of ids for a bulk call and drop repeats, keeping the order."""
-    if isinstance(ids, str):
-        raise RequestValidationError([FieldProblem(field, "must be a list of ids, not one string")])
-    unique: list[str] = []
-    seen: set[str] = set()
-    for position, item in enumerate(ids):
-        if not isinstance(item, str) or not item.strip():
-            raise RequestValidationError(
-                [FieldProblem(f"{field}[{position}]", f"must be a non-empty id (got {item!r})")]
-            )
-        if item not in seen:
-            seen.add(item)
-            unique.append(item)
-    if not unique:
-        raise RequestValidationError([FieldProblem(field, "must hold at least one id")])
-    return unique
-
-
-def chunked(ids: list[str], size: int = MAX_BULK_IDS) -> list[list[str]]:
-    """Split ids into the chunks of at most 100 that one bulk request may carry."""
-    return [ids[i : i + size] for i in range(0, len(ids), size)]

@@ -1,0 +1,1 @@
+"""TemPolor through useapi.net: the client, its models and token format."""

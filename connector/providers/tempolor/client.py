@@ -1,8 +1,10 @@
 """Async client for TemPolor through useapi.net, the connector's second provider.
 
-Built like `FinetuningClient`: one private transport method (`_request`) owns
-HTTP, retries and error mapping, and raises the same exception tree; every
-public method is a thin typed wrapper returning a model.
+Every public method is a thin typed wrapper returning a model; HTTP, retries and
+the transport errors are `connector.providers.http.ApiClient`'s, so both clients
+raise the same exception tree. This module adds what is useapi.net's own: the
+bearer token, bare JSON answers, `{"error": <text>, "code": <status>}` errors
+classed by HTTP status, and download links that expire.
 
     async with TempolorClient(api_token) as client:
         [job] = await client.create_song(prompt="epic orchestral", lyrics="...")
@@ -18,53 +20,42 @@ import contextlib
 import inspect
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
-from yarl import URL
 
 from connector.errors import (
     AuthenticationError,
     FieldProblem,
-    FinetuningConnectionError,
-    FinetuningError,
-    FinetuningTimeoutError,
     GenerationOutcomeUnknownError,
     GenerationTimeoutError,
     InvalidApiKeyError,
     MonthlyLimitReachedError,
     NotFoundError,
+    ProviderError,
     RateLimitedError,
-    RateLimitError,
     RequestValidationError,
     ServerError,
     UnexpectedResponseError,
     ValidationError,
 )
-from connector.providers.finetuning.client import (
-    _RETRYABLE_STATUSES,
+from connector.providers.http import (
     DEFAULT_CONNECT_TIMEOUT,
-    SessionOwner,
-    _cannot_connect,
-    _check_retries,
-    _check_timeouts,
-    _client_timeout,
-    _connect_timed_out,
-    _gave_up,
-    _may_have_taken_effect,
-    _model,
-    _NotSent,
-    _origin,
-    _Retry,
-    _retry_after,
-    _retry_sleep,
-    _segment,
+    ApiClient,
+    Retry,
+    parse_model,
+    path_segment,
+    retry_after_seconds,
 )
-from connector.providers.ratelimit import Clock, Sleep, WaitCallback, said_if_slow
+from connector.providers.ratelimit import Clock, Sleep, WaitCallback
+from connector.providers.tempolor.credentials import (
+    DEFAULT_BASE_URL,
+    check_api_token,
+    redact_token,
+)
 from connector.providers.tempolor.models import (
     FILE_FORMATS,
     JOB_TYPES,
@@ -73,21 +64,19 @@ from connector.providers.tempolor.models import (
     TempolorDownload,
     TempolorJob,
     TempolorJobPage,
-    _TempolorRequest,
+    TempolorRequest,
 )
-from connector.redaction import register_secret
-from connector.version import USER_AGENT
+
+__all__ = ["ProgressCallback", "TempolorClient", "TempolorJobTimeoutError"]
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.useapi.net/v1/tempolor"
-
 ProgressCallback = Callable[[TempolorJob], Awaitable[None] | None]
 
-_R = TypeVar("_R", bound=_TempolorRequest)
+_R = TypeVar("_R", bound=TempolorRequest)
 
 # useapi.net answers `{"error": <text>, "code": <status>}`: the status decides the class.
-_ERRORS_BY_STATUS: dict[int, tuple[type[FinetuningError], str]] = {
+_ERRORS_BY_STATUS: dict[int, tuple[type[ProviderError], str]] = {
     400: (ValidationError, "VALIDATION_ERROR"),
     401: (InvalidApiKeyError, "INVALID_API_KEY"),
     402: (MonthlyLimitReachedError, "PAYMENT_REQUIRED"),
@@ -95,29 +84,6 @@ _ERRORS_BY_STATUS: dict[int, tuple[type[FinetuningError], str]] = {
     404: (NotFoundError, "NOT_FOUND"),
     429: (RateLimitedError, "RATE_LIMITED"),
 }
-
-
-def redact_token(api_token: str | None) -> str:
-    """What may be shown of a useapi.net token: its `user:` prefix at most."""
-    if not api_token:
-        return "(none)"
-    return "user:…" if api_token.startswith("user:") else "…"
-
-
-def check_api_token(api_token: str) -> str:
-    """Return the token without surrounding whitespace, or say clearly what is wrong with it."""
-    if not isinstance(api_token, str) or not api_token.strip():
-        raise InvalidApiKeyError(
-            "no useapi.net API token given: pass api_token (see useapi.net's setup page)"
-        )
-    token = api_token.strip()
-    if any(c.isspace() or ord(c) < 32 for c in token):
-        # It goes into a header: a line break would split it, a space would truncate it.
-        raise InvalidApiKeyError(
-            f"the useapi.net API token is malformed: its {len(token)} characters contain "
-            "whitespace or control characters"
-        )
-    return token
 
 
 class TempolorJobTimeoutError(GenerationTimeoutError):
@@ -133,7 +99,7 @@ class TempolorJobTimeoutError(GenerationTimeoutError):
         self.args = (self.message,)
 
 
-class TempolorClient(SessionOwner):
+class TempolorClient(ApiClient):
     """Client for TemPolor through useapi.net (songs, instrumentals, jobs, downloads).
 
     A session passed in is used and never closed; one the client makes itself
@@ -143,9 +109,14 @@ class TempolorClient(SessionOwner):
 
     Retries as `FinetuningClient`: `max_retries` times, `connect_retries` times
     (default: `max_retries`) when the connection never opened; `connect_timeout`
-    bounds opening a connection. A backoff over 2 s is logged at INFO on
-    `connector.waits` and passed to `on_wait` (see `connector.providers.ratelimit.WaitCallback`).
+    bounds opening a connection. No client-side budget: useapi.net publishes no
+    request rate, so a 429 and its `Retry-After` are the only guide. A backoff
+    over 2 s is logged at INFO on `connector.waits` and passed to `on_wait` (see
+    `connector.providers.ratelimit.WaitCallback`).
     """
+
+    provider_label = "TemPolor "
+    _logger = _LOGGER
 
     def __init__(
         self,
@@ -163,32 +134,32 @@ class TempolorClient(SessionOwner):
         sleep: Sleep = asyncio.sleep,
         on_wait: WaitCallback | None = None,
     ) -> None:
-        self._api_token = check_api_token(api_token)
-        register_secret(self._api_token)  # nothing written or sent may carry it
-        self.base_url = URL(base_url.rstrip("/") or DEFAULT_BASE_URL)
-        if self.base_url.scheme not in ("http", "https") or not self.base_url.host:
-            raise ValueError(f"base_url must be an http(s) URL (got {base_url!r})")
-        self.request_timeout = request_timeout
-        self.connect_timeout = _check_timeouts(request_timeout, connect_timeout)
-        self.max_retries = max_retries
-        self.connect_retries = _check_retries(max_retries, connect_retries)
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.on_wait = on_wait
-        self._session = session
-        self._owns_session = session is None
-        self._clock = clock
-        self._sleep = sleep
-        self.requests_sent = 0  # every HTTP attempt, retries included
+        api_token = check_api_token(api_token)
+        super().__init__(
+            secret=api_token,
+            secret_shown=redact_token(api_token),
+            base_url=base_url,
+            default_base_url=DEFAULT_BASE_URL,
+            session=session,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+            connect_retries=connect_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            clock=clock,
+            sleep=sleep,
+            on_wait=on_wait,
+        )
 
     def __repr__(self) -> str:
-        token = redact_token(self._api_token)
+        token = self.api_token_hint
         return f"TempolorClient(base_url={str(self.base_url)!r}, api_token={token!r})"
 
     @property
     def api_token_hint(self) -> str:
         """The redacted token, for diagnostics."""
-        return redact_token(self._api_token)
+        return self._secret_shown
 
     # -- transport ---------------------------------------------------------------------
 
@@ -198,112 +169,16 @@ class TempolorClient(SessionOwner):
         *segments: str,
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
-        retry: _Retry = _Retry.SAFE,
+        retry: Retry = Retry.SAFE,
     ) -> Any:
         """Send one API call and return its parsed JSON answer, retrying what is safe."""
         url = self.base_url.joinpath(*segments)
-        self._get_session()  # a closed session passed in is final: fail before any retry
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
-            attempt_started = self._clock()
-            try:
-                return await self._attempt(method, url, params=params, body=body)
-            except FinetuningError as err:
-                delay = self._retry_delay(err, attempt, retry)
-                if delay is None:
-                    if retry is _Retry.CREATE and _may_have_taken_effect(err):
-                        raise _outcome_unknown(str(err), err.status, err.details) from err
-                    _gave_up(err, attempt, max(0.0, self._clock() - started))
-                    raise
-                await _retry_sleep(
-                    self._sleep,
-                    delay,
-                    f"TemPolor {method} {url.path}",
-                    err,
-                    attempt,
-                    1 + self._retries_for(err),
-                    self._clock() - attempt_started,
-                    self.on_wait,
-                    _LOGGER,
-                )
+        return await self._send(method, url, params=params, body=body, retry=retry)
 
-    def _retries_for(self, err: FinetuningError) -> int:
-        """How many retries the kind of failure `err` allows."""
-        return self.connect_retries if isinstance(err, _NotSent) else self.max_retries
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._secret}"}
 
-    def _retry_delay(self, err: FinetuningError, attempt: int, retry: _Retry) -> float | None:
-        """Seconds to wait before trying again, or None when the error is final."""
-        if attempt > self._retries_for(err):
-            return None
-        # Exponential backoff with jitter.
-        backoff = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
-        backoff += random.uniform(0, self.backoff_base)
-        if isinstance(err, RateLimitError):
-            # A 429 starts no job, so even a create may be repeated.
-            return err.retry_after if err.retry_after is not None else backoff
-        if retry is _Retry.CREATE:
-            # Only a connection that never opened surely did not reach the server.
-            return backoff if isinstance(err, _NotSent) else None
-        if isinstance(err, FinetuningConnectionError):
-            return backoff
-        if isinstance(err, ServerError) and err.status in _RETRYABLE_STATUSES:
-            return err.retry_after if err.retry_after is not None else backoff
-        return None
-
-    async def _attempt(
-        self,
-        method: str,
-        url: URL,
-        *,
-        params: dict[str, str] | None,
-        body: dict[str, Any] | None,
-    ) -> Any:
-        session = self._get_session()
-        headers = {
-            "Authorization": f"Bearer {self._api_token}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        self.requests_sent += 1
-        try:
-            async with (
-                said_if_slow(
-                    f"for an answer from {_origin(url)} to {method} {url.path}",
-                    self.request_timeout,
-                    self.on_wait,
-                ),
-                asyncio.timeout(self.request_timeout),
-                session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=body,
-                    headers=headers,
-                    timeout=_client_timeout(self.connect_timeout),
-                ) as response,
-            ):
-                raw = await response.read()
-                status = response.status
-                retry_after_header = response.headers.get("Retry-After")
-                content_type = response.content_type
-        except aiohttp.ConnectionTimeoutError as err:
-            raise _NotSent(self._redact(_connect_timed_out(url, self.connect_timeout))) from err
-        except TimeoutError as err:
-            raise FinetuningTimeoutError(
-                f"no answer from {_origin(url)} within {self.request_timeout:g} s"
-            ) from err
-        except aiohttp.ClientConnectorError as err:
-            raise _NotSent(self._redact(_cannot_connect(url, err))) from err
-        except aiohttp.ClientError as err:
-            raise FinetuningConnectionError(
-                self._redact(f"connection to {_origin(url)} failed: {type(err).__name__}: {err}")
-            ) from err
-        _LOGGER.debug("%s %s -> %s", method, url.path, status)
-        return self._parse(status, raw, content_type, retry_after_header)
-
-    def _parse(
+    def _answer(
         self, status: int, raw: bytes, content_type: str, retry_after_header: str | None
     ) -> Any:
         payload: Any = None
@@ -329,26 +204,14 @@ class TempolorClient(SessionOwner):
             text = self._text(raw, 200)
             kind = "an answer without an error text" if parsed else "a non-JSON answer"
             message = f"HTTP {status} with {kind}" + (f": {text}" if text else "")
-        retry_after = _retry_after(retry_after_header)
+        retry_after = retry_after_seconds(retry_after_header)
         cls, code = _ERRORS_BY_STATUS.get(status, (UnexpectedResponseError, f"HTTP_{status}"))
         if status >= 500:
             cls, code = ServerError, f"HTTP_{status}"
         raise cls(message, code=code, status=status, details=details, retry_after=retry_after)
 
-    def _text(self, raw: bytes, limit: int) -> str:
-        """The start of an answer's text, redacted before cutting so no token prefix survives."""
-        text: str = self._redact(raw.decode("utf-8", "replace").strip())
-        return text[:limit]
-
-    def _redact(self, value: Any) -> Any:
-        """Remove the token from server-provided text (an echoing proxy, a verbose error)."""
-        if isinstance(value, str):
-            return value.replace(self._api_token, redact_token(self._api_token))
-        if isinstance(value, list):
-            return [self._redact(item) for item in value]
-        if isinstance(value, dict):
-            return {key: self._redact(item) for key, item in value.items()}
-        return value
+    def _outcome_unknown(self, err: ProviderError) -> GenerationOutcomeUnknownError:
+        return _outcome_unknown(str(err), err.status, err.details)
 
     # -- creating ----------------------------------------------------------------------
 
@@ -387,9 +250,9 @@ class TempolorClient(SessionOwner):
         built = _build(InstrumentalRequest, request, fields)
         return await self._create("instrumental", built)
 
-    async def _create(self, kind: str, request: _TempolorRequest) -> list[TempolorJob]:
+    async def _create(self, kind: str, request: TempolorRequest) -> list[TempolorJob]:
         data = await self._request(
-            "POST", "music", kind, body=request.to_payload(), retry=_Retry.CREATE
+            "POST", "music", kind, body=request.to_payload(), retry=Retry.CREATE
         )
         try:
             return _created_jobs(data)
@@ -401,7 +264,7 @@ class TempolorClient(SessionOwner):
 
     async def get_job(self, job_id: str) -> TempolorJob:
         """GET music/{job_id}: the job's status, progress and, once completed, its metadata."""
-        data = await self._request("GET", "music", _segment(job_id, "job_id"))
+        data = await self._request("GET", "music", path_segment(job_id, "job_id"))
         return _job(data)
 
     async def get_download_url(self, job_id: str, file_format: str = "mp3") -> TempolorDownload:
@@ -411,7 +274,7 @@ class TempolorClient(SessionOwner):
         fetch a new one when it is needed rather than storing it. Before the
         job completes the server answers 400 (`ValidationError`).
         """
-        segment = _segment(job_id, "job_id")
+        segment = path_segment(job_id, "job_id")
         if file_format not in FILE_FORMATS:
             allowed = ", ".join(FILE_FORMATS)
             raise RequestValidationError(
@@ -473,7 +336,7 @@ class TempolorClient(SessionOwner):
         if isinstance(data, list):
             # A bare list is one page with nothing after it.
             data = {"records": data}
-        return _model(TempolorJobPage, data)
+        return parse_model(TempolorJobPage, data)
 
     async def iter_jobs(
         self, *, user_id: str | None = None, type: str | None = None
@@ -566,7 +429,7 @@ def _outcome_unknown(cause: str, status: int | None, details: Any) -> Generation
 def _job(data: Any) -> TempolorJob:
     if not isinstance(data, dict):
         raise UnexpectedResponseError(f"a job answer that is not an object ({type(data).__name__})")
-    return _model(TempolorJob, data)
+    return parse_model(TempolorJob, data)
 
 
 def _created_jobs(data: Any) -> list[TempolorJob]:

@@ -5,7 +5,7 @@ Wire names are mixed on this API: `job_id`, `status_name`, `user_id` and
 the wire name or the snake_case attribute name. Response models keep unknown
 fields and make every documented one optional (the reference types them all as
 optional). `TempolorJob.to_generation()` is the one place that turns a job into
-the connector's provider-neutral `Generation` (shared/api/TEMPOLOR.md, "Mapping").
+the connector's provider-neutral `Generation` (the mapping is in docs/providers.md).
 """
 
 from __future__ import annotations
@@ -18,16 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from connector.errors import FieldProblem, RequestValidationError
+from connector.providers.fields import bounded_text, choice, in_range, request_problems
 from connector.providers.finetuning.models import (
     ApiModel,
     Bpm,
     Generation,
     GenerationParameters,
     GenerationStatus,
-    _choice,
-    _in_range,
-    _problems,
-    _text,
 )
 from connector.redaction import strip_url_secrets
 
@@ -329,7 +326,7 @@ def _identifier(value: Any) -> Any:
 def _whole_in_range(name: str, value: Any, bounds: tuple[int, int]) -> Any:
     if value is None:
         return None
-    number = _in_range(name, value, bounds)
+    number = in_range(name, value, bounds)
     if not isinstance(number, int):
         low, high = bounds
         raise ValueError(f"must be a whole number from {low} to {high} (got {value!r})")
@@ -337,7 +334,7 @@ def _whole_in_range(name: str, value: Any, bounds: tuple[int, int]) -> Any:
 
 
 def _reply_url(value: Any) -> Any:
-    value = _text(value, REPLY_MAX, required=False)
+    value = bounded_text(value, REPLY_MAX, required=False)
     if value is None:
         return None
     scheme, _, rest = value.partition("://")
@@ -346,7 +343,7 @@ def _reply_url(value: Any) -> Any:
     return value
 
 
-class _TempolorRequest(BaseModel):
+class TempolorRequest(BaseModel):
     """Fields common to POST music/song and POST music/instrumental, checked before sending."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -360,8 +357,7 @@ class _TempolorRequest(BaseModel):
     _what: ClassVar[str] = "TemPolor request"
 
     def __init__(self, **data: Any) -> None:
-        # Unknown names are caught here, so the hint names this model's fields
-        # (the shared `_problems` would suggest GenerationRequest's).
+        # Unknown names are caught here, wire names and attribute names alike.
         known = self.wire_names()
         unknown = [name for name in data if name not in known]
         problems = []
@@ -372,7 +368,7 @@ class _TempolorRequest(BaseModel):
         try:
             super().__init__(**{k: v for k, v in data.items() if k in known})
         except PydanticValidationError as err:
-            problems = _problems(err, self._what).problems + problems
+            problems = request_problems(err, self._what, known).problems + problems
         if problems:
             raise RequestValidationError(problems, what=self._what)
 
@@ -386,7 +382,7 @@ class _TempolorRequest(BaseModel):
     @field_validator("prompt", mode="before")
     @classmethod
     def _check_prompt(cls, value: Any) -> Any:
-        return _text(value, PROMPT_MAX, required=True)
+        return bounded_text(value, PROMPT_MAX, required=True)
 
     @field_validator("user_id", mode="before")
     @classmethod
@@ -401,7 +397,7 @@ class _TempolorRequest(BaseModel):
     @field_validator("reply_ref", mode="before")
     @classmethod
     def _check_reply_ref(cls, value: Any) -> Any:
-        return _text(value, REPLY_MAX, required=False)
+        return bounded_text(value, REPLY_MAX, required=False)
 
     @field_validator("max_jobs", mode="before")
     @classmethod
@@ -413,7 +409,7 @@ class _TempolorRequest(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
-class SongRequest(_TempolorRequest):
+class SongRequest(TempolorRequest):
     """The body of POST music/song (a song with vocals).
 
     Raises `RequestValidationError` naming every bad field and its allowed
@@ -431,12 +427,12 @@ class SongRequest(_TempolorRequest):
     @field_validator("lyrics", mode="before")
     @classmethod
     def _check_lyrics(cls, value: Any) -> Any:
-        return _text(value, LYRICS_MAX, required=False)
+        return bounded_text(value, LYRICS_MAX, required=False)
 
     @field_validator("model_song", mode="before")
     @classmethod
     def _check_model(cls, value: Any) -> Any:
-        return _choice(value, SONG_MODELS, str.strip)
+        return choice(value, SONG_MODELS, str.strip)
 
     @field_validator("artist_voice_item_id", "cloned_voice_item_id", "midi_item_id", mode="before")
     @classmethod
@@ -444,7 +440,7 @@ class SongRequest(_TempolorRequest):
         return _identifier(value)
 
 
-class InstrumentalRequest(_TempolorRequest):
+class InstrumentalRequest(TempolorRequest):
     """The body of POST music/instrumental.
 
     Raises `RequestValidationError` naming every bad field and its allowed
@@ -464,12 +460,12 @@ class InstrumentalRequest(_TempolorRequest):
     @field_validator("model_instrumental", mode="before")
     @classmethod
     def _check_model(cls, value: Any) -> Any:
-        return _choice(value, INSTRUMENTAL_MODELS, str.strip)
+        return choice(value, INSTRUMENTAL_MODELS, str.strip)
 
     @field_validator("tonality", mode="before")
     @classmethod
     def _check_tonality(cls, value: Any) -> Any:
-        return _choice(value, TONALITIES, normalise_tonality)
+        return choice(value, TONALITIES, normalise_tonality)
 
     @field_validator("bpm", mode="before")
     @classmethod
@@ -479,4 +475,4 @@ class InstrumentalRequest(_TempolorRequest):
     @field_validator("chords", mode="before")
     @classmethod
     def _check_chords(cls, value: Any) -> Any:
-        return _text(value, CHORDS_MAX, required=False)
+        return bounded_text(value, CHORDS_MAX, required=False)

@@ -1,0 +1,138 @@
+"""Performing one run: conditions, then each step in order, each journaled before and after.
+
+A step's options are rendered with the event and earlier outputs, validated
+again by its action's schema, and handed to the action with a `StepContext`.
+A step that fails ends the run; an error that is not a `ConnectorError` or a
+validation error is a bug in the action, logged with its traceback, and still
+only fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+from pydantic.alias_generators import to_camel
+
+from connector.automation.model import AutomationConfig, StepConfig
+from connector.automation.templates import Template, TemplateError, render
+from connector.dispatch.contexts import StepContext
+from connector.dispatch.records import RunRecord, StepRecord, notify
+from connector.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from connector.dispatch.runtime import Runtime
+
+_LOGGER = logging.getLogger("connector.dispatch.runtime")
+
+
+async def perform(
+    runtime: Runtime, automation: AutomationConfig, run: RunRecord, done: dict[int, dict[str, Any]]
+) -> None:
+    """Check the conditions, then run the steps in order, each journaled before and after.
+
+    `done` holds the outputs of steps an earlier attempt finished (a resumed run).
+    """
+    steps: dict[str, Any] = {}
+    variables: dict[str, Any] = {
+        "trigger": run.event.variables(),
+        "steps": steps,
+        "automation": {"id": automation.id, "alias": automation.alias},
+    }
+    if not done:
+        for index, condition in enumerate(automation.conditions):
+            try:
+                passed = (
+                    condition.render(variables) if isinstance(condition, Template) else condition
+                )
+            except TemplateError as err:
+                run.status, run.error = "failed", f"conditions[{index}]: {err}"
+                return
+            if not passed:
+                run.status, run.error = "skipped", f"conditions[{index}] is false"
+                return
+    for index, step in enumerate(automation.actions):
+        if index in done:
+            steps[step.id] = template_view(done[index])
+            continue
+        attempt = await runtime.journal(
+            "start a step", runtime.store.step_started, run.run_id, index, step.id, step.action
+        )
+        record = StepRecord(step_id=step.id, action=step.action, attempt=attempt)
+        run.steps.append(record)
+        try:
+            context = StepContext(runtime, run, step, index, attempt, variables)
+            spec = runtime.registry.actions[step.action]
+            options = spec.schema(render(step.options, variables))
+            output = await spec.run(context, options)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            if not isinstance(err, ConnectorError | vol.Invalid):
+                # A bug in an action: the run fails, the runtime and the journal do not.
+                _LOGGER.exception("step %s of run %s crashed", step.id, run.run_id)
+            runtime.close_intents(run.run_id, index)
+            record.status, record.error = "failed", describe(step, err)
+            record.finished_at = datetime.now(UTC)
+            await runtime.journal(
+                "finish a step",
+                runtime.store.step_finished,
+                run.run_id,
+                index,
+                "failed",
+                error=record.error,
+            )
+            run.status, run.error = "failed", record.error
+            notify(runtime.step_listeners, run, record)
+            return
+        runtime.close_intents(run.run_id, index)
+        record.status, record.output = "succeeded", output
+        record.finished_at = datetime.now(UTC)
+        await runtime.journal(
+            "finish a step",
+            runtime.store.step_finished,
+            run.run_id,
+            index,
+            "succeeded",
+            output=output,
+        )
+        steps[step.id] = template_view(dict(output))
+        notify(runtime.step_listeners, run, record)
+    run.status = "succeeded"
+
+
+class _Fields(dict[str, Any]):
+    """A step's output as templates see it: a generation in it is the API's wire form
+    (camelCase), and its fields answer to the snake_case names `trigger.generation`
+    uses too (`steps.make.generation.audio_url` as well as `.audioUrl`)."""
+
+    def __missing__(self, key: object) -> Any:
+        if isinstance(key, str) and "_" in key:
+            camel = to_camel(key)
+            if camel != key and camel in self:
+                return self[camel]
+        raise KeyError(key)
+
+
+def template_view(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _Fields({key: template_view(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [template_view(item) for item in value]
+    return value
+
+
+def describe(step: StepConfig, err: Exception) -> str:
+    """A failed step's error as the run shows it: the step, its action, what went wrong."""
+    if isinstance(err, vol.MultipleInvalid):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.path) or '(options)'}: {e.msg}" for e in err.errors
+        )
+        return f"{step.id} ({step.action}): invalid options after rendering: {problems}"
+    if isinstance(err, vol.Invalid):
+        return f"{step.id} ({step.action}): {err.msg}"
+    return f"{step.id} ({step.action}): {err}"

@@ -1,0 +1,183 @@
+"""Events in the journal: each key recorded once, with the runs it starts.
+
+`record_event` is the single door for events. The event key is the primary
+key, so a webhook and a poll that see the same completion race to one insert
+and exactly one of them gets True (across threads and processes alike).
+Passing `runs=` starts the matching automations' runs in the same
+transaction, so a crash can never leave an event recorded but not dispatched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connector.events import Event, generation_dict
+from connector.journal.codec import encode_json, epoch, iso, loads, utc_required
+from connector.journal.connection import JournalConnection
+from connector.journal.runs import insert_run
+from connector.providers.finetuning.models import Generation
+
+__all__ = ["EventJournal", "EventRow"]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One recorded event, as `ftconnect events` lists it."""
+
+    key: str
+    kind: str
+    provider: str
+    source: str
+    generation: dict[str, Any] | None  # the wire JSON, with "provider"
+    data: dict[str, Any]
+    submitted_by_connector: bool
+    occurred_at: datetime
+    received_at: datetime
+
+    def to_event(self) -> Event:
+        """The `Event` again (what a resumed run's templates see as `trigger`)."""
+        generation = (
+            Generation.model_validate(self.generation) if self.generation is not None else None
+        )
+        return Event(
+            kind=self.kind,
+            key=self.key,
+            provider=self.provider,
+            generation=generation,
+            data=dict(self.data),
+            source=self.source,
+            submitted_by_connector=self.submitted_by_connector,
+            occurred_at=self.occurred_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for `ftconnect events --json`."""
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "provider": self.provider,
+            "source": self.source,
+            "generation": self.generation,
+            "data": self.data,
+            "submitted_by_connector": self.submitted_by_connector,
+            "occurred_at": iso(self.occurred_at),
+            "received_at": iso(self.received_at),
+        }
+
+
+class EventJournal(JournalConnection):
+    """Events: recorded once by key, with their runs in the same transaction."""
+
+    def record_event(self, event: Event, *, runs: Iterable[tuple[str, str]] = ()) -> bool:
+        """Record an event once: True if it is new, False if its key was seen before.
+
+        `runs` are (run_id, automation_id) pairs to start in the same
+        transaction when the event is new, so a crash between recording the
+        event and starting its runs cannot lose them.
+        """
+        return self.record_events([(event, list(runs))])[0]
+
+    def record_events(
+        self, entries: Sequence[tuple[Event, Sequence[tuple[str, str]]]]
+    ) -> list[bool]:
+        """Record several events, each with its runs, in ONE transaction (group commit).
+
+        Returns, per entry, whether the event was new. A terminal generation's
+        pending mark is cleared in the same transaction. One commit for many
+        events is what lets a busy listener keep up without giving up durability.
+        """
+        rows = []
+        for event, _runs in entries:
+            generation: str | None = None
+            if event.generation is not None:
+                generation = encode_json(generation_dict(event.generation))
+            rows.append(
+                (
+                    event.key,
+                    event.kind,
+                    event.provider,
+                    event.source,
+                    generation,
+                    encode_json(dict(event.data)),
+                    int(event.submitted_by_connector),
+                    epoch(event.occurred_at),
+                )
+            )
+        now = self._now()
+        results: list[bool] = []
+        with self._transaction(write=True) as db:
+            for (event, runs), row in zip(entries, rows, strict=True):
+                cursor = db.execute(
+                    "INSERT INTO events (key, kind, provider, source, generation, data,"
+                    " submitted_by_connector, occurred_at, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                    (*row, now),
+                )
+                if cursor.rowcount != 1:
+                    results.append(False)
+                    continue
+                for run_id, automation_id in runs:
+                    if not insert_run(db, run_id, event.key, automation_id, now):
+                        raise ValueError(f"automation {automation_id!r} listed twice in runs=")
+                if event.generation is not None and event.generation.is_terminal:
+                    db.execute(
+                        "DELETE FROM pending WHERE provider = ? AND generation_id = ?",
+                        (event.generation.provider, event.generation.id),
+                    )
+                results.append(True)
+        return results
+
+    def has_event(self, key: str) -> bool:
+        """Whether an event with this key was recorded (and not pruned)."""
+        with self._transaction(write=False) as db:
+            row = db.execute("SELECT 1 FROM events WHERE key = ?", (key,)).fetchone()
+        return row is not None
+
+    def event_row(self, key: str) -> EventRow | None:
+        """The recorded event with this key, as a row."""
+        with self._transaction(write=False) as db:
+            row = db.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE key = ?", (key,))
+            found = row.fetchone()
+        return _event_row(found) if found is not None else None
+
+    def load_event(self, key: str) -> Event | None:
+        """The recorded event with this key, rebuilt as an `Event`."""
+        row = self.event_row(key)
+        return row.to_event() if row is not None else None
+
+    def events(self, *, limit: int = 50, kind: str | None = None) -> list[EventRow]:
+        """The latest events, newest first; only those of `kind` if given."""
+        query = f"SELECT {_EVENT_COLUMNS} FROM events"
+        params: list[Any] = []
+        if kind is not None:
+            query += " WHERE kind = ?"
+            params.append(kind)
+        query += " ORDER BY received_at DESC, rowid DESC LIMIT ?"
+        params.append(max(0, limit))
+        with self._transaction(write=False) as db:
+            rows = db.execute(query, params).fetchall()
+        return [_event_row(row) for row in rows]
+
+
+_EVENT_COLUMNS = (
+    "key, kind, provider, source, generation, data, submitted_by_connector,"
+    " occurred_at, received_at"
+)
+
+
+def _event_row(row: sqlite3.Row) -> EventRow:
+    return EventRow(
+        key=row["key"],
+        kind=row["kind"],
+        provider=row["provider"],
+        source=row["source"],
+        generation=loads(row["generation"]),
+        data=loads(row["data"]) or {},
+        submitted_by_connector=bool(row["submitted_by_connector"]),
+        occurred_at=utc_required(row["occurred_at"]),
+        received_at=utc_required(row["received_at"]),
+    )
