@@ -126,6 +126,10 @@ async def open_connector(
     """
     if endpoint is not None and (api_key is not None or base_url is not None):
         raise ValueError("give endpoint, or api_key and base_url: not both")
+    if not isinstance(sandbox, SandboxConfig) and sandbox not in (WHEN_NO_KEY, NEVER):
+        raise ValueError(
+            f"sandbox={sandbox!r}: one of {WHEN_NO_KEY!r}, {NEVER!r} or a SandboxConfig"
+        )
     on_sandbox: SandboxConfig | None
     if isinstance(sandbox, SandboxConfig):
         # Always the sandbox: the configured key and server are not even looked at.

@@ -2,13 +2,19 @@
 
 A trigger or an action is one module that defines `TRIGGER = TriggerSpec(...)` or
 `ACTION = ActionSpec(...)`: a key, a title and a description, a voluptuous schema
-for its options, an example, and one async function. It gets a context (the
+for its options, an example, and one async function (an action's returns a JSON-ready
+mapping, which later steps read as `steps.<id>`). It gets a context (the
 Protocols `TriggerContext` / `ActionContext`: the API clients, the event, the
 connector's HTTP session, a journal for what it is about to do) and raises a
 `ConnectorError` (or `vol.Invalid` for a bad option) when it cannot do its job.
 Built-in ones live in the repo's `triggers/` and `actions/` folders; other
 packages add theirs through the entry-point groups `ftconnect.triggers` and
-`ftconnect.actions`.
+`ftconnect.actions` (in pyproject.toml: `[project.entry-points."ftconnect.actions"]`,
+`shout = "my_package.shout"`, naming the module or its `ACTION`). `context.log` lines are
+INFO on the `connector.dispatch.runtime` logger: `ftconnect -v run` shows them.
+
+    from collections.abc import Mapping
+    from typing import Any
 
     import voluptuous as vol
     from connector.plugin import ActionContext, ActionSpec, templatable

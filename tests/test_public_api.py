@@ -7,10 +7,15 @@ against the top-level names runs against the sandbox."""
 from __future__ import annotations
 
 import ast
+import builtins
 import json
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -66,6 +71,57 @@ def test_the_plugin_module_exports_what_it_lists() -> None:
         assert hasattr(connector.plugin, name), name
     assert connector.plugin.ActionSpec is connector.ActionSpec
     assert connector.plugin.ActionContext is connector.ActionContext
+
+
+def _plugin_example() -> str:
+    """The indented code block of `connector.plugin`'s docstring, dedented."""
+    doc = connector.plugin.__doc__ or ""
+    lines = doc.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    "))
+    block = [line for line in lines[start:] if line.startswith("    ") or not line.strip()]
+    return textwrap.dedent("\n".join(block))
+
+
+async def test_the_plugin_docstring_example_runs_as_written() -> None:
+    """The example a plugin author copies: it imports what it uses, registers, and runs."""
+    namespace: dict[str, Any] = {"__name__": "shout_plugin"}
+    # dont_inherit: this file's `from __future__ import annotations` must not hide a
+    # missing import from the annotations, as it would not in the author's module.
+    code = compile(_plugin_example(), "connector.plugin docstring", "exec", dont_inherit=True)
+    exec(code, namespace)
+    action = namespace["ACTION"]
+    assert isinstance(action, connector.plugin.ActionSpec)
+    registry = connector.Registry.discover(with_plugins=False)
+    registry.add_action(action, "plugin shout_plugin")
+    options = action.schema({"text": "hello"})
+    logged: list[str] = []
+    context = SimpleNamespace(log=logged.append)
+    assert await action.run(context, options) == {"said": "hello"}
+    assert logged == ["HELLO"]
+
+
+README = ROOT / "README.md"
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+PLACEHOLDERS = {"api_key"}  # what the reader brings
+
+
+def test_the_readme_python_blocks_use_no_name_they_do_not_import() -> None:
+    """Each Python block of the README is complete but for its placeholders (top-level
+    await allowed, as in `python -m asyncio`)."""
+    blocks = PYTHON_BLOCK.findall(README.read_text(encoding="utf-8"))
+    assert len(blocks) >= 2
+    for block in blocks:
+        tree = ast.parse(block)
+        bound = set(PLACEHOLDERS) | set(dir(builtins))
+        used: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.alias):
+                bound.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, ast.Name):
+                (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        assert used <= bound, f"README block uses {sorted(used - bound)} unimported:\n{block}"
 
 
 async def test_a_program_using_only_top_level_names_runs_against_the_sandbox() -> None:

@@ -67,7 +67,9 @@ async def run(
     Waits are counted in real (UTC) time, so a change to or from summer time
     neither shifts a firing by an hour nor repeats one; the planned moment is
     written in the schedule's zone. A wake-up a little early does not fire the
-    same moment twice; one long late (a suspended machine) skips what it missed.
+    same moment twice. After a wake-up long late (a suspended machine) a cron
+    schedule skips the moments it missed; an interval fires each missed one at
+    once, back to back, then keeps its step.
     """
     zone = _zone(options)
     cron = CronExpression.parse(options["cron"]) if "cron" in options else None

@@ -64,12 +64,12 @@ class Registry:
             registry.add_action(_spec(module, "ACTION", ActionSpec), module.__name__)
         if with_plugins:
             for point in entry_points(group=TRIGGER_ENTRY_POINTS):
-                loaded = point.load()
+                loaded = _load(point, TRIGGER_ENTRY_POINTS)
                 if not isinstance(loaded, TriggerSpec):
                     loaded = _spec(loaded, "TRIGGER", TriggerSpec)
                 registry.add_trigger(loaded, f"plugin {point.value}")
             for point in entry_points(group=ACTION_ENTRY_POINTS):
-                loaded = point.load()
+                loaded = _load(point, ACTION_ENTRY_POINTS)
                 if not isinstance(loaded, ActionSpec):
                     loaded = _spec(loaded, "ACTION", ActionSpec)
                 registry.add_action(loaded, f"plugin {point.value}")
@@ -80,6 +80,17 @@ def _modules(package: ModuleType) -> Iterator[ModuleType]:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
             yield importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def _load(point: Any, group: str) -> Any:
+    """An entry point's object; a plugin that fails to import is a RegistryError naming it."""
+    try:
+        return point.load()
+    except Exception as err:
+        raise RegistryError(
+            f"plugin {point.value} (entry point {point.name!r} of {group}) cannot be loaded: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def _spec(module: Any, attribute: str, kind: type[_S]) -> _S:

@@ -82,12 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
     except Exception as err:
-        # A journal that is corrupt, locked or unwritable: one clear line, not a traceback.
+        # A journal that is corrupt, locked or unwritable, or an installed plugin that
+        # does not load: one clear line, not a traceback.
         # (Imported here: the store is not loaded for commands that never open it.)
+        from connector.automation.specs import RegistryError
         from connector.journal.connection import JournalError
         from connector.journal.lock import StateDirLocked
 
-        if isinstance(err, JournalError | StateDirLocked):
+        if isinstance(err, JournalError | StateDirLocked | RegistryError):
             print(f"ftconnect: error: {err}", file=sys.stderr)
             return EXIT_ERROR
         raise

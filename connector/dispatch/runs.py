@@ -69,6 +69,11 @@ async def perform(
             spec = runtime.registry.actions[step.action]
             options = spec.schema(render(step.options, variables))
             output = await spec.run(context, options)
+            if not isinstance(output, Mapping):
+                # Checked here, so the step is journaled failed (not left running).
+                raise TypeError(
+                    f"action {step.action!r} returned {type(output).__name__}, not a mapping"
+                )
         except asyncio.CancelledError:
             raise
         except Exception as err:

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from connector.errors import ProviderError
+from connector.errors import ConnectorError, ProviderError
 from connector.events import Event, generation_event_key
-from connector.journal.connection import JournalError
 from connector.providers.finetuning.client import FinetuningClient
 from connector.providers.finetuning.models import Generation
 
@@ -130,10 +129,11 @@ class GenerationPoller:
             started = time.monotonic()
             try:
                 await self.poll_once()
-            except (ProviderError, JournalError) as err:
+            except ConnectorError as err:
+                # The API down, or the journal locked or full (`fire` records events):
+                # the poller must outlive it and try again.
                 _LOGGER.warning("poll failed, will retry: %s", err)
             except Exception:
-                # The journal locked or full: the poller must outlive it and try again.
                 _LOGGER.exception("poll failed, will retry")
             # The period is the interval, not the interval plus the tick's own time.
             remaining = self.interval - (time.monotonic() - started)

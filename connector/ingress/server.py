@@ -15,7 +15,7 @@ quotes the request line, secrets in its query string and all).
 (`connector.ingress.webhooks`) is built on it. Its loggers come from the
 listener, which redacts its own secrets (`connector.ingress.logs`).
 
-    server = GuardedServer(name="webhook listener", log=log, server_log=..., access_log=...)
+    server = GuardedServer(name="webhook listener", log=log, server_options=options)
     port = await server.start(app, host="127.0.0.1", port=0,
                               header_timeout=10.0, max_connections=512)
     ...

@@ -81,7 +81,7 @@ class WebhookListener:
     already handed to providers stay valid.
 
     `header_timeout`, `max_connections` and `body_timeout` bound what one
-    client can hold (see the module docstring); `body_timeout=None` reads
+    client can hold (see `connector.ingress.server`); `body_timeout=None` reads
     `BODY_READ_TIMEOUT` at each request.
     """
 

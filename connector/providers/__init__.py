@@ -2,8 +2,10 @@
 
 - `http`: the one HTTP core both clients stand on (session ownership, the attempt
   loop with retries, backoff and Retry-After, transport-error mapping, wait
-  announcements, redaction), plus `backoff_delay` and `is_loopback`.
+  announcements, redaction), plus `backoff_delay`.
 - `ratelimit`: client-side rate budgets and the wait announcements.
+- `hosts`: `is_loopback` and `is_local`, the one answer to "is this host local".
+- `fields`: the request-field checks both providers' models share.
 - `finetuning/`: Finetuning.ai public API v1.2 (`credentials`, `models`, `client`).
 - `tempolor/`: TemPolor through useapi.net (`credentials`, `models`, `client`).
 

@@ -315,8 +315,17 @@ class ApiClient:
                     self.on_wait,
                 ),
                 asyncio.timeout(self.request_timeout),
+                # Never followed: a redirect would carry the credential header to
+                # wherever it points (aiohttp strips only Authorization, and only
+                # across origins), and the API has no redirects of its own.
                 session.request(
-                    method, url, params=params, json=body, headers=headers, timeout=self._timeout()
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=self._timeout(),
+                    allow_redirects=False,
                 ) as response,
             ):
                 raw = await response.read()
@@ -325,6 +334,7 @@ class ApiClient:
                     released = True
                     _observe(budget, response, used_at_send)
                 status = response.status
+                location = response.headers.get("Location", "")
                 retry_after_header = response.headers.get("Retry-After")
                 content_type = response.content_type
         except aiohttp.ConnectionTimeoutError as err:
@@ -343,6 +353,14 @@ class ApiClient:
             if not released and budget is not None:
                 budget.release()
         self._logger.debug("%s %s -> %s", method, url.path, status)
+        if 300 <= status < 400:
+            target = self._redact(str(URL(location).with_query(None).with_fragment(None)))
+            raise UnexpectedResponseError(
+                f"{_origin(url)} answered HTTP {status}, a redirect to {target or 'nowhere'}: "
+                "not followed, so the credential is not sent on; set base_url to the API's "
+                "own address",
+                status=status,
+            )
         try:
             return self._answer(status, raw, content_type, retry_after_header)
         except ProviderError as err:

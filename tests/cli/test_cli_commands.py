@@ -633,6 +633,30 @@ async def test_doctor_when_the_api_is_unreachable(
 # -- help and version ---------------------------------------------------------------------
 
 
+def test_an_installed_plugin_that_cannot_load_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Point:
+        name = "shout"
+        value = "broken_plugin.shout"
+
+        def load(self) -> object:
+            raise ModuleNotFoundError("No module named 'missing_dependency'")
+
+    monkeypatch.setattr(
+        "connector.automation.registry.entry_points",
+        lambda *, group: [Point()] if group == "ftconnect.actions" else [],
+    )
+    monkeypatch.setattr("connector.automation.registry._REGISTRY", None)
+    assert cli_module.main(["schema"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "ftconnect: error: plugin broken_plugin.shout (entry point 'shout' of "
+        "ftconnect.actions) cannot be loaded: ModuleNotFoundError: No module named "
+        "'missing_dependency'\n"
+    )
+
+
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_module.main(["--help"]) == 0
     out = capsys.readouterr().out

@@ -561,6 +561,17 @@ async def test_answer_that_breaks_the_model_is_an_unexpected_response(
         await client.get_generation("g1")
 
 
+async def test_an_account_answer_that_breaks_the_model_is_an_unexpected_response(
+    client: FinetuningClient, mocked: aioresponses
+) -> None:
+    # A ProviderError like every other broken answer, never pydantic's own error: callers
+    # (credits_low, doctor) catch ProviderError.
+    mocked.get(ME, payload={"data": {}})
+
+    with pytest.raises(UnexpectedResponseError, match="Account"):
+        await client.get_account()
+
+
 # -- wait_for_generation ------------------------------------------------------------------
 
 

@@ -377,3 +377,54 @@ def test_private_addresses_are_local_but_not_loopback() -> None:
 )
 def test_loopback_urls(url: str, expected: bool) -> None:
     assert is_loopback_url(url) is expected
+
+
+# -- redirects: the credential never leaves the configured server ----------------------------
+
+
+@pytest.mark.parametrize("provider", ["finetuning", "tempolor"])
+async def test_a_redirect_is_refused_and_the_credential_never_reaches_its_target(
+    provider: str,
+) -> None:
+    """A 302 from the API (a misconfigured proxy, a hostile server) pointing elsewhere:
+    the client does not follow it, so neither the X-API-Key nor the bearer token is sent
+    to the other host, and the caller is told what happened and what to change."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    seen: list[dict[str, str]] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({"data": {}})
+
+    target_app = web.Application()
+    target_app.router.add_route("*", "/{tail:.*}", elsewhere)
+    async with TestServer(target_app, host="127.0.0.1") as target:
+        # Another origin: "localhost" rather than "127.0.0.1", another port.
+        where = f"http://localhost:{target.port}/v1/me?leak=1"
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPFound(where)
+
+        api_app = web.Application()
+        api_app.router.add_route("*", "/{tail:.*}", redirect)
+        async with TestServer(api_app, host="127.0.0.1") as api:
+            base = f"http://127.0.0.1:{api.port}"
+            client: FinetuningClient | TempolorClient
+            if provider == "finetuning":
+                client = FinetuningClient(API_KEY, base_url=base, max_retries=0)
+                call: Any = client.get_account
+                secret = API_KEY
+            else:
+                client = TempolorClient(TOKEN, base_url=base, max_retries=0)
+                call = client.list_jobs
+                secret = TOKEN
+            async with client:
+                with pytest.raises(ProviderError) as caught:
+                    await call()
+    assert seen == []
+    assert caught.value.status == 302
+    assert "redirect" in str(caught.value)
+    assert "base_url" in str(caught.value)
+    assert secret not in str(caught.value)

@@ -190,3 +190,12 @@ async def test_without_a_key_never_means_no_sandbox(
     with pytest.raises(EndpointError, match=r"a server is named \(http://127\.0\.0\.1:9"):
         async with open_connector(_automations(tmp_path), base_url="http://127.0.0.1:9"):
             pass
+
+
+async def test_an_unknown_sandbox_choice_is_refused_by_name(tmp_path: Path) -> None:
+    """A typo ("sometimes") must not silently mean the default."""
+    from connector.app import open_connector
+
+    with pytest.raises(ValueError, match="sandbox='sometimes': one of 'when-no-key', 'never'"):
+        async with open_connector(tmp_path / "missing.yaml", sandbox="sometimes"):  # type: ignore[arg-type]
+            pass

@@ -123,6 +123,27 @@ def test_plugins_from_entry_points_are_registered(monkeypatch: pytest.MonkeyPatc
     assert registry.origins["action:say_hello"] == "plugin hello_plugin:ACTION"
 
 
+def test_a_plugin_that_cannot_be_loaded_is_a_registry_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Point:
+        name = "shout"
+        value = "broken_plugin.shout"
+
+        def load(self) -> Any:
+            raise ModuleNotFoundError("No module named 'missing_dependency'")
+
+    def fake_entry_points(*, group: str) -> list[Point]:
+        return [Point()] if group == "ftconnect.actions" else []
+
+    monkeypatch.setattr("connector.automation.registry.entry_points", fake_entry_points)
+    with pytest.raises(RegistryError) as caught:
+        Registry.discover()
+    message = str(caught.value)
+    assert "plugin broken_plugin.shout (entry point 'shout' of ftconnect.actions)" in message
+    assert "ModuleNotFoundError: No module named 'missing_dependency'" in message
+
+
 def test_a_trigger_must_be_an_event_trigger_or_a_source() -> None:
     import voluptuous as vol
 
@@ -267,6 +288,50 @@ automations:
     assert runs["bad_template"].status == "failed"
     assert "missing_field" in (runs["bad_template"].error or "")
     assert runs["fine"].status == "succeeded"
+
+
+@pytest.mark.parametrize("returned", [None, ["a", "b"], "said it"])
+async def test_an_action_returning_no_mapping_fails_its_step_in_the_journal_too(
+    client: FinetuningClient, store: Store, returned: Any
+) -> None:
+    """A plugin's wrong return value fails the step like any bug in an action: the step
+    is journaled failed (not left `running`) and the error says what came back."""
+    import voluptuous as vol
+
+    async def perform(_context: Any, _options: Any) -> Any:
+        return returned
+
+    registry = Registry.discover(with_plugins=False)
+    registry.add_action(
+        ActionSpec(
+            key="odd",
+            title="Odd",
+            description="Returns no mapping.",
+            schema=vol.Schema({}),
+            example={"action": "odd"},
+            run=perform,
+        ),
+        "plugin odd_plugin",
+    )
+    automations = parse_config(
+        """
+automations:
+  - id: odd_one
+    triggers: [{trigger: track_completed}]
+    actions:
+      - action: odd
+""",
+        registry=registry,
+    )
+    runtime = Runtime(automations, client, registry=registry, store=store)
+    await runtime.submit_event(completed("some-track"))
+    (run,) = await runs_of(runtime)
+    expected = f"step_1 (odd): action 'odd' returned {type(returned).__name__}, not a mapping"
+    assert (run.status, run.error) == ("failed", expected)
+    assert [(s.status, s.error) for s in run.steps] == [("failed", expected)]
+    row = store.run(run.run_id)
+    assert row is not None
+    assert [(s.status, s.error) for s in row.steps] == [("failed", expected)]
 
 
 async def test_a_rendered_value_out_of_range_fails_with_the_field_message(

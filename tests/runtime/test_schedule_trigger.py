@@ -125,3 +125,38 @@ async def test_an_interval_counts_real_seconds_from_the_start() -> None:
         "schedule:morning:0:2026-10-25T02:15:00+01:00",
         "schedule:morning:0:2026-10-25T03:15:00+01:00",
     ]
+
+
+@dataclass
+class SuspendedOnce(Clock):
+    """A clock whose first sleep lasts `late` longer than asked (a suspended machine)."""
+
+    late: timedelta = timedelta(0)
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        if len(self.waits) == 1:
+            self.now += self.late
+
+
+async def test_after_a_long_suspension_a_cron_schedule_skips_what_it_missed() -> None:
+    context = Context(2)
+    fake = SuspendedOnce(datetime(2026, 1, 1, tzinfo=UTC), late=timedelta(hours=10))
+    with pytest.raises(Enough):
+        await schedule.run(
+            context, {"cron": "0 * * * *", "timezone": "UTC"}, clock=fake, sleep=fake.sleep
+        )
+
+    planned = [data["scheduled_for"] for _, data in context.fired]
+    assert planned == ["2026-01-01T01:00:00.000Z", "2026-01-01T12:00:00.000Z"]
+
+
+async def test_after_a_long_suspension_an_interval_fires_each_missed_step_at_once() -> None:
+    context = Context(4)
+    fake = SuspendedOnce(datetime(2026, 1, 1, tzinfo=UTC), late=timedelta(hours=10))
+    with pytest.raises(Enough):
+        await schedule.run(context, {"interval": 3600}, clock=fake, sleep=fake.sleep)
+
+    planned = [data["scheduled_for"] for _, data in context.fired]
+    assert planned == [f"2026-01-01T0{hour}:00:00.000Z" for hour in (1, 2, 3, 4)]
+    assert fake.waits == [3600.0, 0.0, 0.0, 0.0]

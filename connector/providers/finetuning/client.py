@@ -203,7 +203,7 @@ class FinetuningClient(ApiClient):
 
     async def get_account(self) -> Account:
         """GET /v1/me: the account, its credits and its queue (costs no credit)."""
-        return Account.model_validate(await self._request("GET", "/v1/me"))
+        return parse_model(Account, await self._request("GET", "/v1/me"))
 
     async def health(self) -> bool:
         """GET /health (no key needed; undocumented, used by `ft doctor`)."""
