@@ -24,6 +24,7 @@ from connector.automation.api_keys import api_key, api_token
 from connector.automation.problems import got, shown
 from connector.automation.validators import exported, optional
 from connector.providers.finetuning.credentials import DEFAULT_BASE_URL as FT_BASE_URL
+from connector.providers.hosts import is_loopback
 from connector.providers.tempolor.credentials import DEFAULT_BASE_URL as TP_BASE_URL
 
 __all__ = [
@@ -68,14 +69,11 @@ def _http_url(value: Any) -> str:
     raise vol.Invalid(f"must be an http:// or https:// URL (got {shown(value)})")
 
 
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
 @exported({"type": "string", "x-allowed": "an https:// URL (http:// on loopback only)"})
 def _public_url(value: Any) -> str:
     url = _http_url(value)
     parts = urlsplit(url)
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         # The service refuses plain http webhooks: every generate would fail at run time.
         raise vol.Invalid(
             f"must be an https:// URL: the service only calls public https webhooks "

@@ -77,8 +77,11 @@ async def perform(
         except asyncio.CancelledError:
             raise
         except Exception as err:
-            if not isinstance(err, ConnectorError | vol.Invalid):
-                # A bug in an action: the run fails, the runtime and the journal do not.
+            # Ours, a bad option, or a bad value (ValueError, pydantic's ValidationError
+            # among them: a templated body that is not JSON, say): the step's error says it
+            # all. Anything else is a bug in the action, logged with its traceback; the
+            # run fails, the runtime and the journal do not.
+            if not isinstance(err, ConnectorError | vol.Invalid | ValueError):
                 _LOGGER.exception("step %s of run %s crashed", step.id, run.run_id)
             runtime.close_intents(run.run_id, index)
             record.status, record.error = "failed", describe(step, err)

@@ -40,6 +40,9 @@ def test_a_plain_http_public_url_is_refused_unless_on_loopback() -> None:
     config = parse_config(head.format(url="http://127.0.0.1:9/hooks/finetuning"), filename="a")
     assert config.webhook is not None
     assert config.webhook.public_url == "http://127.0.0.1:9/hooks/finetuning"
+    # Loopback as the rest of the connector knows it (providers.hosts), not three spellings.
+    for url in ("http://127.0.0.2:9/h", "http://localhost.:9/h", "http://app.localhost:9/h"):
+        assert parse_config(head.format(url=url), filename="a").webhook is not None
 
 
 def test_a_relative_library_is_relative_to_the_file_not_the_current_folder(
