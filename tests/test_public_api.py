@@ -150,3 +150,19 @@ async def test_a_program_using_only_top_level_names_runs_against_the_sandbox() -
             GenerationRequest(tags="x", duration=9999)
         assert isinstance(caught.value, ProviderError)
         assert isinstance(caught.value, ConnectorError)
+
+
+def test_every_error_class_is_importable_from_the_top() -> None:
+    import inspect
+
+    import connector.errors as errors
+
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value)
+        and issubclass(value, errors.ConnectorError)
+        and value.__module__ == errors.__name__
+        and not name.startswith("_")
+    }
+    assert classes <= set(connector.__all__), sorted(classes - set(connector.__all__))
