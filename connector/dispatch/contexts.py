@@ -126,7 +126,7 @@ class StepContext:
             "record an intent", store.record_intent, self.run.run_id, self.step_index, fingerprint
         )
         if generation is not None:
-            self.runtime.open_intent(generation, self.run.run_id, self.step_index)
+            self.runtime.intents.open(generation, self.run.run_id, self.step_index)
 
     def intent(self) -> Mapping[str, Any] | None:
         """What an earlier attempt of this step meant to submit, if it got that far."""
@@ -147,9 +147,9 @@ class StepContext:
         return owner if owner is not None and owner != self.run.run_id else None
 
     def rival_intents(self, intent: Mapping[str, Any]) -> list[tuple[str, int]]:
-        """Other runs' open submissions identical to `intent` (see `Runtime.rival_intents`)."""
+        """Other runs' open submissions identical to `intent` (see `OpenIntents.rivals`)."""
         generation = GenerationIntent.from_json(intent)
-        return self.runtime.rival_intents(generation, self.run.run_id, self.step_index)
+        return self.runtime.intents.rivals(generation, self.run.run_id, self.step_index)
 
     async def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
         """Wait until a generation ends (inside the shared read budget)."""

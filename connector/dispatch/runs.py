@@ -83,7 +83,7 @@ async def perform(
             # run fails, the runtime and the journal do not.
             if not isinstance(err, ConnectorError | vol.Invalid | ValueError):
                 _LOGGER.exception("step %s of run %s crashed", step.id, run.run_id)
-            runtime.close_intents(run.run_id, index)
+            runtime.intents.close(run.run_id, index)
             record.status, record.error = "failed", describe(step, err)
             record.finished_at = datetime.now(UTC)
             await runtime.journal(
@@ -97,7 +97,7 @@ async def perform(
             run.status, run.error = "failed", record.error
             notify(runtime.step_listeners, run, record)
             return
-        runtime.close_intents(run.run_id, index)
+        runtime.intents.close(run.run_id, index)
         record.status, record.output = "succeeded", output
         record.finished_at = datetime.now(UTC)
         await runtime.journal(

@@ -23,7 +23,6 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,7 +49,6 @@ from connector.ingress.poller import GenerationPoller, PollerState, TempolorJobP
 from connector.journal.connection import JournalError
 from connector.journal.intents import (
     GENERATE_ACTION,
-    GenerationIntent,
     IntentFormatError,
 )
 from connector.journal.lock import StateDirLock
@@ -182,14 +180,14 @@ class Runtime:
                         _LOGGER.error("%s", err)  # the step fails with it when it resumes
                         continue
                     if intent is not None:
-                        self.open_intent(intent, row.run_id, step.step_index)
+                        self.intents.open(intent, row.run_id, step.step_index)
         self._accepting = True
         if self.config.webhook is not None:
             await self._start_listener()
         for row in unfinished:
             self._resume(row)
         await self.poller.poll_once()  # seeds on first start, catches up after a restart
-        self._spawn_source(self.poller.run(), "poller")
+        self._sources.spawn(self.poller.run(), "poller")
         if self.tempolor is not None:
             self.tempolor_poller = TempolorJobPoller(
                 self.tempolor,
@@ -197,11 +195,13 @@ class Runtime:
                 lambda: [p.generation_id for p in store.pending("tempolor")],
                 interval=self.config.poll.active_interval,
             )
-            self._spawn_source(self.tempolor_poller.run(), "tempolor-poller")
-        self._spawn_source(self._prune_periodically(), "retention")
-        self._spawn_source(self._pick_up_queued_runs(), "queued-runs")
+            self._sources.spawn(self.tempolor_poller.run(), "tempolor-poller")
+        self._sources.spawn(
+            prune_periodically(store, self.config.retention_days * 86400), "retention"
+        )
+        self._sources.spawn(self._pick_up_queued_runs(), "queued-runs")
         store.defer_checkpoints()
-        self._spawn_source(self.checkpoint_periodically(), "checkpoint")
+        self._sources.spawn(self.checkpoint_periodically(), "checkpoint")
         for automation in self.config.automations:
             if not automation.enabled:
                 continue
@@ -209,7 +209,7 @@ class Runtime:
                 spec = self.registry.triggers[trigger.key]
                 if spec.source is not None:
                     context = SourceContext(self, automation.id, index)
-                    self._spawn_source(
+                    self._sources.spawn(
                         spec.source(context, trigger.options), f"{automation.id}:{trigger.key}"
                     )
 
@@ -252,12 +252,6 @@ class Runtime:
             "runs_in_flight": len(self._run_tasks),
         }
         return body
-
-    def _spawn_source(self, coroutine: Awaitable[None], name: str) -> None:
-        self._sources.spawn(coroutine, name)
-
-    async def _prune_periodically(self) -> None:
-        await prune_periodically(self.store, self.config.retention_days * 86400)
 
     async def checkpoint_periodically(self) -> None:
         """Checkpoint the journal's WAL from a worker thread (started by `start()`)."""
@@ -303,20 +297,6 @@ class Runtime:
             # listener's local address would be refused, so rely on polling.
             return None
         return str(self.listener.hook_url(provider, public_url))
-
-    def open_intent(self, intent: GenerationIntent, run_id: str, step_index: int) -> None:
-        """Remember a submission whose outcome is not known yet (see `OpenIntents`)."""
-        self.intents.open(intent, run_id, step_index)
-
-    def rival_intents(
-        self, intent: GenerationIntent, run_id: str, step_index: int
-    ) -> list[tuple[str, int]]:
-        """Other steps' open submissions that describe the same generation as `intent`."""
-        return self.intents.rivals(intent, run_id, step_index)
-
-    def close_intents(self, run_id: str, step_index: int) -> None:
-        """The step's submission has an outcome now: it no longer claims generations."""
-        self.intents.close(run_id, step_index)
 
     def _is_ours(self, generation: Generation) -> bool:
         if self.store.is_submitted(generation.provider, generation.id):

@@ -29,6 +29,7 @@ import errno
 import logging
 import os
 import random
+from abc import ABC, abstractmethod
 from enum import Enum
 from typing import Any, Literal, Self, TypeVar
 
@@ -111,7 +112,7 @@ class NotSentError(ProviderConnectionError):
     """The connection never opened, so the request surely did not reach the server."""
 
 
-class ApiClient:
+class ApiClient(ABC):
     """The shared HTTP core of a provider client (see the module docstring).
 
     Subclasses call `__init__` with their secret, its shown form and their
@@ -205,19 +206,19 @@ class ApiClient:
 
     # -- what a provider adds --------------------------------------------------------
 
+    @abstractmethod
     def _auth_headers(self) -> dict[str, str]:
         """The headers that carry the secret."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _answer(
         self, status: int, raw: bytes, content_type: str, retry_after_header: str | None
     ) -> Any:
         """The data of a 2xx answer, or raise the `ProviderError` an answer stands for."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _outcome_unknown(self, err: ProviderError) -> GenerationOutcomeUnknownError:
         """The error for a create that failed after it may have reached the server."""
-        raise NotImplementedError
 
     # -- the attempt loop ------------------------------------------------------------
 

@@ -117,7 +117,7 @@ async def test_an_identical_open_submission_of_another_run_makes_it_a_clear_fail
             try:
                 # Another run has the same submission in flight (its answer not back yet).
                 rival = GenerationIntent(tags="same tags every time", seed=42, at=time.time())
-                runtime.open_intent(rival, "rival-run", 0)
+                runtime.intents.open(rival, "rival-run", 0)
                 sandbox.sandbox.set_faults(
                     [FaultRule(route="POST /v1/generations", commit_then_fail=1)]
                 )
