@@ -83,34 +83,31 @@ async def perform(
             # run fails, the runtime and the journal do not.
             if not isinstance(err, ConnectorError | vol.Invalid | ValueError):
                 _LOGGER.exception("step %s of run %s crashed", step.id, run.run_id)
-            runtime.intents.close(run.run_id, index)
-            record.status, record.error = "failed", describe(step, err)
-            record.finished_at = datetime.now(UTC)
-            await runtime.journal(
-                "finish a step",
-                runtime.store.step_finished,
-                run.run_id,
-                index,
-                "failed",
-                error=record.error,
-            )
+            record.error = describe(step, err)
+            await _finish_step(runtime, run, index, record, "failed")
             run.status, run.error = "failed", record.error
-            notify(runtime.step_listeners, run, record)
             return
-        runtime.intents.close(run.run_id, index)
-        record.status, record.output = "succeeded", output
-        record.finished_at = datetime.now(UTC)
-        await runtime.journal(
-            "finish a step",
-            runtime.store.step_finished,
-            run.run_id,
-            index,
-            "succeeded",
-            output=output,
-        )
+        record.output = output
+        await _finish_step(runtime, run, index, record, "succeeded")
         steps[step.id] = template_view(dict(output))
-        notify(runtime.step_listeners, run, record)
     run.status = "succeeded"
+
+
+async def _finish_step(
+    runtime: Runtime, run: RunRecord, index: int, record: StepRecord, status: str
+) -> None:
+    """Close the step's open intent, journal how it ended, tell the listeners."""
+    runtime.intents.close(run.run_id, index)
+    record.status, record.finished_at = status, datetime.now(UTC)
+    await runtime.journal(
+        "finish a step",
+        runtime.store.step_finished,
+        run.run_id,
+        index,
+        status,
+        **({"error": record.error} if status == "failed" else {"output": record.output}),
+    )
+    notify(runtime.step_listeners, run, record)
 
 
 class _Fields(dict[str, Any]):

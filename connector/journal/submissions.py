@@ -150,29 +150,28 @@ class SubmissionJournal(JournalConnection):
 
     def intent(self, run_id: str, step_index: int) -> Mapping[str, Any] | None:
         """The JSON object recorded for a step, or None."""
+        text = self._recorded_intent(run_id, step_index)
+        value = None if text is None else loads(text)
+        return value if isinstance(value, dict) else None
+
+    def _recorded_intent(self, run_id: str, step_index: int) -> str | None:
+        """The JSON text recorded for a step, or None when it recorded none."""
         with self._transaction(write=False) as db:
             row = db.execute(
                 "SELECT fingerprint FROM intents WHERE run_id = ? AND step_index = ?",
                 (run_id, step_index),
             ).fetchone()
-        if row is None:
-            return None
-        value = loads(row[0])
-        return value if isinstance(value, dict) else None
+        return None if row is None else str(row[0])
 
     def generation_intent(self, run_id: str, step_index: int) -> GenerationIntent | None:
         """The `GenerationIntent` a `generate` step recorded, or None if it recorded none.
 
         A row that is not one raises `IntentFormatError` naming the run and step.
         """
-        with self._transaction(write=False) as db:
-            row = db.execute(
-                "SELECT fingerprint FROM intents WHERE run_id = ? AND step_index = ?",
-                (run_id, step_index),
-            ).fetchone()
-        if row is None:
+        text = self._recorded_intent(run_id, step_index)
+        if text is None:
             return None
         try:
-            return GenerationIntent.from_json(loads(row[0]))
+            return GenerationIntent.from_json(loads(text))
         except IntentFormatError as err:
             raise IntentFormatError(f"step {step_index} of run {run_id!r}: {err}") from None
