@@ -1,6 +1,6 @@
 """The journal's one SQLite connection, shared by every part of the `Store`.
 
-Each concern of the journal (events, runs, cursors, submissions, secret files)
+Each concern of the journal (events, runs, cursors, submissions, hooks, secret files)
 is a class built on `JournalConnection`, and `Store` is all of them over one
 connection: a check and the write that depends on it, even across concerns
 (an event and its runs), share one transaction.
@@ -56,7 +56,9 @@ class JournalConnection:
         self.state_dir = path.parent
         self._clock = clock
         self._busy_timeout = busy_timeout
-        self._lock = threading.Lock()
+        # Re-entrant: a step that spans the database and a file (a hook and its
+        # secret file) holds it around both, and its transaction takes it again.
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         """Close the connection; the last one to close checkpoints the WAL into the file."""
@@ -116,7 +118,10 @@ class JournalConnection:
                 raise translate(err, self.path, self._busy_timeout) from err
 
     def _now(self) -> float:
-        return float(self._clock())
+        # Kept to the microsecond, what a datetime holds: a time read back as a
+        # datetime and turned into epoch seconds again (a paging cursor) is then
+        # exactly the value stored, so comparing it with the column is exact.
+        return round(float(self._clock()), 6)
 
 
 def _rollback(connection: sqlite3.Connection, cause: BaseException) -> None:

@@ -4,13 +4,14 @@
 key, so a webhook and a poll that see the same completion race to one insert
 and exactly one of them gets True (across threads and processes alike).
 Passing `runs=` starts the matching automations' runs in the same
-transaction, so a crash can never leave an event recorded but not dispatched.
+transaction, so a crash can never leave an event recorded but not dispatched,
+and `deliveries=` queues it for REST hooks in that transaction too.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 from connector.events import Event, generation_dict
 from connector.journal.codec import encode_json, epoch, iso, loads, utc_required
 from connector.journal.connection import JournalConnection
-from connector.journal.runs import insert_run
+from connector.journal.hooks import insert_deliveries
+from connector.journal.runs import insert_run, page_before, page_params
 from connector.providers.finetuning.models import Generation
 
 __all__ = ["EventJournal", "EventRow"]
@@ -72,24 +74,47 @@ class EventRow:
 class EventJournal(JournalConnection):
     """Events: recorded once by key, with their runs in the same transaction."""
 
-    def record_event(self, event: Event, *, runs: Iterable[tuple[str, str]] = ()) -> bool:
+    def record_event(
+        self,
+        event: Event,
+        *,
+        runs: Iterable[tuple[str, str]] = (),
+        deliveries: Iterable[str] = (),
+    ) -> bool:
         """Record an event once: True if it is new, False if its key was seen before.
 
         `runs` are (run_id, automation_id) pairs to start in the same
         transaction when the event is new, so a crash between recording the
-        event and starting its runs cannot lose them.
+        event and starting its runs cannot lose them. `deliveries` are the
+        REST hooks to queue it for, likewise (see `record_events`).
         """
-        return self.record_events([(event, list(runs))])[0]
+        return self.record_events([(event, list(runs))], deliveries=[list(deliveries)])[0]
 
     def record_events(
-        self, entries: Sequence[tuple[Event, Sequence[tuple[str, str]]]]
+        self,
+        entries: Sequence[tuple[Event, Sequence[tuple[str, str]]]],
+        *,
+        deliveries: Sequence[Sequence[str]] | None = None,
     ) -> list[bool]:
         """Record several events, each with its runs, in ONE transaction (group commit).
 
         Returns, per entry, whether the event was new. A terminal generation's
         pending mark is cleared in the same transaction. One commit for many
         events is what lets a busy listener keep up without giving up durability.
+
+        `deliveries[i]`, when given, lists the hook ids entry i is for: each new
+        event gets one pending outbox row per hook, in the same transaction, so
+        no event is recorded without being queued. A repeated event queues
+        nothing; a hook id no longer stored (removed meanwhile) is skipped.
         """
+        if deliveries is not None and len(deliveries) != len(entries):
+            raise ValueError(
+                f"deliveries lists {len(deliveries)} entries for {len(entries)} events; "
+                "give one list of hook ids per event"
+            )
+        hooks_for: Sequence[Sequence[str]] = (
+            deliveries if deliveries is not None else [()] * len(entries)
+        )
         rows = []
         for event, _runs in entries:
             generation: str | None = None
@@ -110,7 +135,7 @@ class EventJournal(JournalConnection):
         now = self._now()
         results: list[bool] = []
         with self._transaction(write=True) as db:
-            for (event, runs), row in zip(entries, rows, strict=True):
+            for (event, runs), row, hook_ids in zip(entries, rows, hooks_for, strict=True):
                 cursor = db.execute(
                     "INSERT INTO events (key, kind, provider, source, generation, data,"
                     " submitted_by_connector, occurred_at, received_at)"
@@ -123,6 +148,8 @@ class EventJournal(JournalConnection):
                 for run_id, automation_id in runs:
                     if not insert_run(db, run_id, event.key, automation_id, now):
                         raise ValueError(f"automation {automation_id!r} listed twice in runs=")
+                if hook_ids:
+                    insert_deliveries(db, event.key, hook_ids, now)
                 if event.generation is not None and event.generation.is_terminal:
                     db.execute(
                         "DELETE FROM pending WHERE provider = ? AND generation_id = ?",
@@ -158,6 +185,41 @@ class EventJournal(JournalConnection):
             params.append(kind)
         query += " ORDER BY received_at DESC, rowid DESC LIMIT ?"
         params.append(max(0, limit))
+        with self._transaction(write=False) as db:
+            rows = db.execute(query, params).fetchall()
+        return [_event_row(row) for row in rows]
+
+    def events_page(
+        self,
+        *,
+        limit: int,
+        kinds: Collection[str] | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[EventRow]:
+        """A page of events, newest first (received_at, then key, both descending).
+
+        `kinds` keeps only those kinds (None or empty: every kind). `before` is
+        the (received_at epoch, key) of the last event of the previous page;
+        this page starts after it. `row.received_at.timestamp()` is exact (the
+        journal keeps times to the microsecond), so a cursor made from a row
+        continues at the next row even among events received in one instant.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be 0 or more (got {limit})")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if kinds:
+            wanted = sorted(set(kinds))
+            conditions.append(f"kind IN ({','.join('?' * len(wanted))})")
+            params.extend(wanted)
+        if before is not None:
+            conditions.append(page_before("received_at", "key"))
+            params.extend(page_params(before))
+        query = f"SELECT {_EVENT_COLUMNS} FROM events"
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        query += " ORDER BY received_at DESC, key DESC LIMIT ?"
+        params.append(limit)
         with self._transaction(write=False) as db:
             rows = db.execute(query, params).fetchall()
         return [_event_row(row) for row in rows]

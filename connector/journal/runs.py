@@ -17,6 +17,7 @@ Misuse (finishing a step that never started, replaying a running run) raises
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,8 @@ __all__ = [
     "RunRow",
     "StepRow",
     "insert_run",
+    "page_before",
+    "page_params",
     "run_status",
 ]
 
@@ -196,11 +199,17 @@ class RunJournal(JournalConnection):
         status: str,
         output: Mapping[str, Any] | None = None,
         error: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
-        """Journal a running step's outcome: succeeded (with its output), failed or skipped."""
+        """Journal a running step's outcome: succeeded (with its output), failed or skipped.
+
+        `options`, when given, replaces the options `step_started` stored (the
+        options as the step finally used them); otherwise those stay.
+        """
         if status not in STEP_STATUSES:
             raise ValueError(f"a step ends succeeded, failed or skipped (got {status!r})")
         encoded = encode_json(dict(output)) if output is not None else None
+        encoded_options = encode_json(dict(options)) if options is not None else None
         now = self._now()
         with self._transaction(write=True) as db:
             row = db.execute(
@@ -212,9 +221,17 @@ class RunJournal(JournalConnection):
             if row[0] != RUNNING:
                 raise ValueError(f"step {step_index} of run {run_id!r} is already {row[0]}")
             db.execute(
-                "UPDATE steps SET status = ?, output = ?, error = ?, finished_at = ?"
-                " WHERE run_id = ? AND step_index = ?",
-                (status, encoded, scrub_text(error) if error else error, now, run_id, step_index),
+                "UPDATE steps SET status = ?, output = ?, error = ?, finished_at = ?,"
+                " options = COALESCE(?, options) WHERE run_id = ? AND step_index = ?",
+                (
+                    status,
+                    encoded,
+                    scrub_text(error) if error else error,
+                    now,
+                    encoded_options,
+                    run_id,
+                    step_index,
+                ),
             )
 
     def run(self, run_id: str) -> RunRow | None:
@@ -247,6 +264,52 @@ class RunJournal(JournalConnection):
         params.append(max(0, limit))
         with self._transaction(write=False) as db:
             return _with_steps(db, db.execute(query, params).fetchall())
+
+    def runs_page(
+        self,
+        *,
+        limit: int,
+        status: str | None = None,
+        automation_id: str | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[RunRow]:
+        """A page of runs with their steps, newest first (started_at, then run id, descending).
+
+        `before` is the (started_at epoch, run_id) of the last run of the
+        previous page; this page starts after it. `row.started_at.timestamp()`
+        is exact (the journal keeps times to the microsecond), so a cursor made
+        from a row continues at the next row even among runs started at once.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be 0 or more (got {limit})")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            conditions.append("status = ?")
+            params.append(status)
+        if automation_id is not None:
+            conditions.append("automation_id = ?")
+            params.append(automation_id)
+        if before is not None:
+            conditions.append(page_before("started_at", "run_id"))
+            params.extend(page_params(before))
+        query = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
+        query += " ORDER BY started_at DESC, run_id DESC LIMIT ?"
+        params.append(limit)
+        with self._transaction(write=False) as db:
+            return _with_steps(db, db.execute(query, params).fetchall())
+
+    def runs_for_event(self, event_key: str) -> list[RunRow]:
+        """Every run of one event (replayed ones too) with its steps, newest first."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE event_key = ?"
+                " ORDER BY started_at DESC, rowid DESC",
+                (event_key,),
+            ).fetchall()
+            return _with_steps(db, rows)
 
     def unfinished_runs(self) -> list[RunRow]:
         """Runs still `running` (to resume on start), oldest first, each with its steps.
@@ -339,6 +402,32 @@ def run_status(db: sqlite3.Connection, run_id: str) -> str:
     if row is None:
         raise ValueError(f"no run {run_id!r}")
     return str(row[0])
+
+
+# Half the journal's resolution (a microsecond): a cursor's time matches a stored
+# time within it, so a time that reached the journal unrounded still pages right.
+_PAGE_TOLERANCE: Final = 5e-7
+
+
+def page_before(time_column: str, key_column: str) -> str:
+    """The SQL condition "after the cursor" of a page ordered (time, key) descending.
+
+    Written as a range on the time first, so SQLite can use the time index.
+    Its parameters are `page_params(cursor)`.
+    """
+    return f"{time_column} < ? AND ({time_column} < ? OR {key_column} < ?)"
+
+
+def page_params(before: tuple[float, str]) -> tuple[float, float, str]:
+    """The parameters of `page_before` for the cursor (time epoch, key)."""
+    try:
+        at, key = before
+        at = float(at)
+    except (TypeError, ValueError):
+        at, key = math.nan, None
+    if not isinstance(key, str) or not math.isfinite(at):
+        raise ValueError(f"a page cursor is (epoch seconds, key) (got {before!r})")
+    return at + _PAGE_TOLERANCE, at - _PAGE_TOLERANCE, key
 
 
 _RUN_COLUMNS = "run_id, event_key, automation_id, status, error, replay_of, started_at, finished_at"

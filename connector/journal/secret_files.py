@@ -1,4 +1,5 @@
-"""Secrets the connector makes for itself (the webhook token), in 0600 files beside the journal.
+"""Secrets the connector makes for itself (the webhook token, each REST hook's signing
+secret), in 0600 files beside the journal.
 
 Kept out of the database so `events`/`runs` dumps and database copies never
 carry them. (Named `secret_files`, not `secrets`, so it is never mistaken for
@@ -32,9 +33,7 @@ class SecretFiles(JournalConnection):
         to a private temporary file and hard-linked into place, so a reader sees
         either no file or the whole secret.
         """
-        if not _SECRET_NAME.fullmatch(name) or name.startswith(self.path.name):
-            raise ValueError(f"not a usable secret file name: {name!r}")
-        target = self.state_dir / name
+        target = self._secret_path(name)
         with self._lock:
             existing = _read_secret(target)
             if existing is not None:
@@ -71,6 +70,31 @@ class SecretFiles(JournalConnection):
                 with contextlib.suppress(FileNotFoundError):
                     temporary.unlink()
             return value
+
+    def remove_secret(self, name: str) -> bool:
+        """Delete the secret file `<state_dir>/<name>`; False if there was none.
+
+        Whatever used the secret (a hook's signatures) stops being verifiable
+        with it, which is the point: a removed hook's secret is gone for good.
+        """
+        target = self._secret_path(name)
+        with self._lock:
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                return False
+            except OSError as err:
+                raise JournalError(
+                    f"cannot delete the secret file {target}: {err.strerror or err}; "
+                    f"check the permissions of {self.state_dir}",
+                    path=target,
+                ) from err
+            return True
+
+    def _secret_path(self, name: str) -> Path:
+        if not _SECRET_NAME.fullmatch(name) or name.startswith(self.path.name):
+            raise ValueError(f"not a usable secret file name: {name!r}")
+        return self.state_dir / name
 
 
 def _read_secret(path: Path) -> str | None:

@@ -6,18 +6,20 @@ repeated or skipped. The journal is where that promise is kept. `Store` is its
 one door: each concern is a class of its own over the one connection
 (`connection.JournalConnection`), and `Store` is all of them together:
 
-    events.py        EventJournal       events recorded once by key, with their runs
-    runs.py          RunJournal         runs once per (event, automation); steps journalled
-    cursors.py       CursorJournal      the pollers' saved positions
-    submissions.py   SubmissionJournal  generations submitted and pending; intents
-    intents.py       GenerationIntent   what a `generate` step journals before it submits
-    secret_files.py  SecretFiles        the webhook token and the like, in 0600 files
-    store.py         Store              opening, the schema and its migrations,
-                                        retention, WAL checkpoints
+    events.py        EventJournal        events recorded once by key, with their runs
+    runs.py          RunJournal          runs once per (event, automation); steps journalled
+    cursors.py       CursorJournal       the pollers' saved positions
+    submissions.py   SubmissionJournal   generations submitted and pending; intents
+    intents.py       GenerationIntent    what a `generate` step journals before it submits
+    idempotency.py   IdempotencyJournal  the HTTP API's idempotency keys
+    hooks.py         HookJournal         REST hooks and their outbox of deliveries
+    secret_files.py  SecretFiles         the webhook token, hook secrets, in 0600 files
+    store.py         Store               opening, the schema and its migrations,
+                                         retention, WAL checkpoints
 
 They are mixins rather than parts the Store delegates to: one object, one lock,
-one `_transaction` (an event and its runs commit together), and the public
-methods keep their names without a delegating copy of each.
+one `_transaction` (an event, its runs and its deliveries commit together), and
+the public methods keep their names without a delegating copy of each.
 
 Durability: the database runs in WAL mode with `synchronous=NORMAL`. A commit
 has reached the operating system when a call returns, so it survives the
@@ -28,7 +30,8 @@ transactions (never corrupt the file); `durability="full"` switches to
 
 Files: the state directory is created 0700 and the database 0600 (SQLite gives
 its `-wal` and `-shm` files the database's permissions). Secrets such as the
-webhook token live in separate 0600 files beside it, never in the database.
+webhook token and the REST hooks' signing secrets live in separate 0600 files
+beside it, never in the database.
 
 Errors: a database that is corrupt, locked for too long, unwritable or made by
 a newer connector raises `JournalError` (`connection.py`), naming the file and
@@ -52,6 +55,8 @@ from typing import Any, Final
 from connector.journal.connection import JournalError, translate
 from connector.journal.cursors import CursorJournal
 from connector.journal.events import EventJournal
+from connector.journal.hooks import HookJournal
+from connector.journal.idempotency import IdempotencyJournal
 from connector.journal.runs import RunJournal
 from connector.journal.secret_files import SecretFiles
 from connector.journal.submissions import SubmissionJournal
@@ -60,7 +65,7 @@ __all__ = ["DURABILITY", "SCHEMA_VERSION", "PruneResult", "Store"]
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 DURABILITY: Final = {"normal": "NORMAL", "full": "FULL"}
 
 # Each entry brings the schema from version i to i + 1. Never edit a released
@@ -156,6 +161,49 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX submitted_by_time ON submitted (submitted_at)",
     ),
+    # 2: the HTTP API's idempotency keys, REST hooks and their outbox.
+    (
+        """
+        CREATE TABLE idempotency (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            body_hash TEXT NOT NULL,
+            event_key TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
+        ) WITHOUT ROWID
+        """,
+        # No secret column: a hook's signing secret is the file hook-<hook_id>.
+        """
+        CREATE TABLE hooks (
+            hook_id TEXT PRIMARY KEY,
+            trigger TEXT NOT NULL,
+            target_url TEXT NOT NULL,
+            filter TEXT NOT NULL,
+            token_name TEXT,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # No foreign key to events: retention prunes events and their rows itself.
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            hook_id TEXT NOT NULL REFERENCES hooks (hook_id) ON DELETE CASCADE,
+            event_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            UNIQUE (hook_id, event_key)
+        )
+        """,
+        "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+        # The API lists an event's runs, and retention asks whether an event has any.
+        "CREATE INDEX runs_by_event ON runs (event_key)",
+    ),
 )
 
 
@@ -180,7 +228,15 @@ class PruneResult:
         }
 
 
-class Store(EventJournal, RunJournal, CursorJournal, SubmissionJournal, SecretFiles):
+class Store(
+    EventJournal,
+    RunJournal,
+    CursorJournal,
+    SubmissionJournal,
+    IdempotencyJournal,
+    HookJournal,
+    SecretFiles,
+):
     """The connector's journal in `<state_dir>/state.db`; see the module docstring.
 
     Open with `Store.open(state_dir)`; close with `close()` or use it as a
@@ -240,7 +296,10 @@ class Store(EventJournal, RunJournal, CursorJournal, SubmissionJournal, SecretFi
         Deletes finished runs (and their steps and intents) that ended before
         the cut-off, events received before it that no run refers to any more
         (so never one with an unfinished run), and submitted markers of
-        generations no longer pending. Cursors and pending rows stay.
+        generations no longer pending. Outbox rows go with their event, and
+        delivered or failed ones once their last attempt is older than the
+        cut-off. Cursors, pending rows, hooks and idempotency keys stay
+        (`prune_idempotency` ages those by their own time to live).
 
         A pruned event key is forgotten: retention must exceed how far back
         the poller and webhooks can still report a generation.
@@ -268,6 +327,16 @@ class Store(EventJournal, RunJournal, CursorJournal, SubmissionJournal, SecretFi
                 " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_key = events.key)",
                 {"cutoff": cutoff},
             ).rowcount
+            # Rows of a pruned event go even if pending: the event to send is gone.
+            db.execute(
+                "DELETE FROM outbox WHERE NOT EXISTS"
+                " (SELECT 1 FROM events WHERE events.key = outbox.event_key)"
+            )
+            db.execute(
+                "DELETE FROM outbox WHERE state IN ('delivered', 'failed')"
+                " AND COALESCE(finished_at, created_at) < :cutoff",
+                {"cutoff": cutoff},
+            )
             submitted = db.execute(
                 "DELETE FROM submitted WHERE submitted_at < :cutoff AND NOT EXISTS"
                 " (SELECT 1 FROM pending WHERE pending.provider = submitted.provider"
