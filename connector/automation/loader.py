@@ -8,10 +8,10 @@ the path of the offending value:
     option for 'generate' (did you mean 'duration'?)
 
 Values read with `!env` or `!secret` are secrets: they never appear in an
-error message or a repr; so are the API key, the TemPolor token and the
-webhook token however they are written. Once the file is valid, every secret
-it holds is registered for redaction, so nothing the connector writes or sends
-can carry one.
+error message or a repr; so are the API key, the TemPolor token, the
+webhook token and the HTTP API's tokens however they are written. Once the
+file is valid, every secret it holds is registered for redaction, so nothing
+the connector writes or sends can carry one.
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ def _register_secrets(config: ConnectorConfig, read_secrets: list[str]) -> None:
         register_secret(config.tempolor.api_key)
     if config.webhook is not None:
         register_secret(config.webhook.token)
+    if config.api is not None:
+        for client in config.api.tokens:
+            register_secret(client.token)
     for automation in config.automations:
         for step in automation.actions:
             for name in SECRET_OPTIONS:

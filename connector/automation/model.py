@@ -5,8 +5,8 @@ only from a file without problems, so every value here has been checked:
 templates are compiled, defaults filled in, relative paths made absolute.
 
 Values read with `!env` or `!secret` are `SecretValue`s; the API key, the
-TemPolor token and the webhook token are secrets however they are written:
-no repr shows them.
+TemPolor token, the webhook token and the HTTP API's tokens are secrets
+however they are written: no repr shows them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 from connector.automation.templates import Template
 
 __all__ = [
+    "ApiConfig",
+    "ApiToken",
     "AutomationConfig",
     "ConnectorConfig",
     "PollConfig",
@@ -76,6 +78,38 @@ class WebhookConfig:
             f"WebhookConfig(host={self.host!r}, port={self.port!r}, "
             f"public_url={self.public_url!r}, token={_hidden(self.token)})"
         )
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One client of the HTTP API: its name (kept in the journal), bearer token and scopes.
+
+    `read` allows every GET; `act` the calls that do something (actions, replays,
+    hooks). Neither implies the other, so a dashboard can be given `read` alone and
+    a button `act` alone.
+    """
+
+    name: str
+    token: str
+    scopes: frozenset[str]
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiToken(name={self.name!r}, token={_hidden(self.token)}, "
+            f"scopes={sorted(self.scopes)!r})"
+        )
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """Where the HTTP API listens and the tokens it accepts (its repr shows each token's,
+    which hides the token)."""
+
+    host: str
+    port: int
+    tokens: tuple[ApiToken, ...]
+    max_connections: int = 512  # as the webhook listener's
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -142,3 +176,4 @@ class ConnectorConfig:
     max_concurrent_runs: int
     retention_days: float
     automations: list[AutomationConfig] = field(default_factory=list)
+    api: ApiConfig | None = None

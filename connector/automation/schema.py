@@ -1,11 +1,12 @@
 """The sections of the automations file, as schemas, and the config reference made from them.
 
-Each section (`finetuning`, `tempolor`, `webhook`, `poll`, `runtime`) is one
-voluptuous schema whose keys carry their defaults and descriptions; the
-validator checks the sections with them. The top level and the shape of an
-automation are schemas too, for the documentation: the validator walks those
-by hand (to report every problem with its line) and takes its key names from
-here, so the reference cannot miss one.
+Each section (`finetuning`, `tempolor`, `webhook`, `api`, `poll`, `runtime`)
+is one voluptuous schema whose keys carry their defaults and descriptions; the
+validator checks the sections with them, and each of `api.tokens` with
+`API_TOKEN_SCHEMA` (one by one: every bad token is reported). The top level
+and the shape of an automation are schemas too, for the documentation: the
+validator walks those by hand (to report every problem with its line) and takes
+its key names from here, so the reference cannot miss one.
 
 `CONFIG_REFERENCE` lists every section and key (defaults, ranges,
 descriptions); the README's config reference is made from it.
@@ -28,6 +29,9 @@ from connector.providers.hosts import is_loopback
 from connector.providers.tempolor.credentials import DEFAULT_BASE_URL as TP_BASE_URL
 
 __all__ = [
+    "API_SCOPES",
+    "API_TOKEN_MIN_LENGTH",
+    "API_TOKEN_SCHEMA",
     "AUTOMATION_SCHEMA",
     "CONFIG_REFERENCE",
     "DEFAULT_STATE_DIR",
@@ -38,6 +42,7 @@ __all__ = [
     "STEP_ID",
     "TOKEN_MIN_LENGTH",
     "ConfigSection",
+    "host_port",
 ]
 
 DEFAULT_STATE_DIR = ".ftconnect"
@@ -83,7 +88,7 @@ def _public_url(value: Any) -> str:
 
 
 @exported({"type": "string", "x-allowed": '"host:port", port 1 to 65535'})
-def _listen(value: Any) -> tuple[str, int]:
+def host_port(value: Any) -> tuple[str, int]:
     message = f'must be "host:port" with a port from 1 to 65535 (got {shown(value)})'
     if not isinstance(value, str):
         raise vol.Invalid(message)
@@ -121,6 +126,65 @@ def _header_timeout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 300:
         raise vol.Invalid(f"must be from 1 to 300 seconds (got {shown(value)})")
     return float(value)
+
+
+# What an HTTP API token may do: `read` every GET, `act` the calls that do something.
+API_SCOPES = ("read", "act")
+# A bearer token is the whole credential: long enough that guessing is hopeless.
+API_TOKEN_MIN_LENGTH = 24
+_MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_NAME_ALLOWED = "1 to 64 letters, digits, `_`, `.` or `-`"
+_TOKEN_ALLOWED = f"text of {API_TOKEN_MIN_LENGTH} or more characters, no whitespace"
+_SCOPES_JSON = {"type": "array", "items": {"enum": list(API_SCOPES)}, "minItems": 1}
+
+
+@exported({"type": "string", "pattern": f"^{_CLIENT_NAME.pattern}$", "x-allowed": _NAME_ALLOWED})
+def _client_name(value: Any) -> str:
+    if isinstance(value, str) and _CLIENT_NAME.fullmatch(value):
+        return value
+    raise vol.Invalid(f"must be 1 to 64 letters, digits, '_', '.' or '-' (got {shown(value)})")
+
+
+@exported({"type": "string", "minLength": API_TOKEN_MIN_LENGTH, "x-allowed": _TOKEN_ALLOWED})
+def _bearer_token(value: Any) -> str:
+    # No message shows the token, not even a part of it: only its length.
+    if not isinstance(value, str):
+        raise vol.Invalid(f"must be text {got(value)}")
+    if any(char.isspace() for char in value):
+        raise vol.Invalid("must not contain spaces, tabs or line breaks")
+    if len(value) < API_TOKEN_MIN_LENGTH:
+        raise vol.Invalid(
+            f"must be at least {API_TOKEN_MIN_LENGTH} characters (got {len(value)}); "
+            f"make one with: {_MAKE_TOKEN}"
+        )
+    return value
+
+
+@exported({**_SCOPES_JSON, "x-allowed": "a list of `read` and `act`"})
+def _scopes(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise vol.Invalid(f"must be a list such as [read, act] {got(value)}")
+    if not value:
+        raise vol.Invalid(f"must name at least one scope: {', '.join(API_SCOPES)}")
+    wrong = [
+        vol.Invalid(f"must be one of {', '.join(API_SCOPES)} (got {shown(item)})", path=[index])
+        for index, item in enumerate(value)
+        if not (isinstance(item, str) and item.lower() in API_SCOPES)
+    ]
+    if wrong:
+        raise vol.MultipleInvalid(wrong)  # every bad item, at its index
+    return list(dict.fromkeys(item.lower() for item in value))
+
+
+@exported({"type": "array", "minItems": 1, "x-allowed": "a list of 1 or more tokens (below)"})
+def _token_list(value: Any) -> list[Any]:
+    # The shape only: each token is checked by the validator (`API_TOKEN_SCHEMA`).
+    if not isinstance(value, list):
+        raise vol.Invalid(f"must be a list of tokens, each with a name and a token {got(value)}")
+    if not value:
+        raise vol.Invalid("must list at least one token; for no API, remove the api section")
+    return value
 
 
 @exported({"type": "number", "exclusiveMinimum": 0})
@@ -200,9 +264,22 @@ _TEMPOLOR = vol.Schema(
         ): optional(_http_url),
     }
 )
+# The guard of both listeners (webhook and api): the same keys, the same defaults.
+_LISTENER_LIMITS: dict[Any, Any] = {
+    vol.Optional(
+        "max_connections",
+        default=512,
+        description="connections open at once; past it the longest-idle one is closed",
+    ): _connection_cap,
+    vol.Optional(
+        "header_timeout",
+        default=10.0,
+        description="seconds a client has to send a request's headers (again after each response)",
+    ): _header_timeout,
+}
 _WEBHOOK = vol.Schema(
     {
-        vol.Required("listen", description="where the listener accepts connections"): _listen,
+        vol.Required("listen", description="where the listener accepts connections"): host_port,
         vol.Optional(
             "public_url",
             default=None,
@@ -215,17 +292,34 @@ _WEBHOOK = vol.Schema(
             description="shared secret in the hook URL (use !secret); unset: one is "
             "generated and kept in state_dir",
         ): optional(_token),
+        **_LISTENER_LIMITS,
+    }
+)
+_API = vol.Schema(
+    {
+        vol.Required("listen", description="where the API accepts connections"): host_port,
+        vol.Required("tokens", description="the clients let in, one item each"): _token_list,
+        **_LISTENER_LIMITS,
+    }
+)
+# One item of `api.tokens`; the validator checks each with it.
+API_TOKEN_SCHEMA = vol.Schema(
+    {
+        vol.Required(
+            "name",
+            description="the client's name, unique; recorded with the runs and hooks it asks for",
+        ): _client_name,
+        vol.Required(
+            "token",
+            description="its bearer token (Authorization: Bearer ...), unique; use !secret. "
+            f"Make one with `{_MAKE_TOKEN}`",
+        ): _bearer_token,
         vol.Optional(
-            "max_connections",
-            default=512,
-            description="connections open at once; past it the longest-idle one is closed",
-        ): _connection_cap,
-        vol.Optional(
-            "header_timeout",
-            default=10.0,
-            description="seconds a client has to send a request's headers (again after each "
-            "response)",
-        ): _header_timeout,
+            "scopes",
+            default=["read"],
+            description="read: every GET; act: call actions, replay runs, add and remove "
+            "hooks (act does not include read)",
+        ): _scopes,
     }
 )
 _POLL = vol.Schema(
@@ -299,6 +393,11 @@ DOCUMENT_SCHEMA = vol.Schema(
         vol.Optional(
             "webhook",
             description="the webhook listener, the fast path; absent: the poller alone",
+        ): _section_doc,
+        vol.Optional(
+            "api",
+            description="the HTTP API for n8n, Node-RED, Home Assistant and scripts; absent: "
+            "no API",
         ): _section_doc,
         vol.Optional("poll", description="the reconciliation poller, the safety net"): _section_doc,
         vol.Optional(
@@ -398,6 +497,15 @@ CONFIG_REFERENCE: tuple[ConfigSection, ...] = (
         "The listener for /hooks/finetuning, /hooks/tempolor and /healthz.",
         _WEBHOOK,
     ),
+    ConfigSection(
+        "api", "api", "The HTTP API listener: /api/v1/..., bearer tokens with scopes.", _API
+    ),
+    ConfigSection(
+        "api.tokens[]",
+        "A token",
+        "Each item of `api.tokens`: one client, its token and what it may do.",
+        API_TOKEN_SCHEMA,
+    ),
     ConfigSection("poll", "poll", "How often the poller looks.", _POLL),
     ConfigSection("runtime", "runtime", "How the runs are executed and kept.", _RUNTIME),
     ConfigSection(
@@ -421,14 +529,21 @@ CONFIG_REFERENCE: tuple[ConfigSection, ...] = (
 The README's reference is generated from it (`connector.automation.reference.config_markdown`).
 """
 
-# Keys whose value is a secret wherever it comes from (literal, !env, !secret).
-SECRET_FIELDS = {"finetuning": ("api_key",), "tempolor": ("api_token",), "webhook": ("token",)}
+# Keys whose value is a secret wherever it comes from (literal, !env, !secret), by
+# where they sit, as the reference writes it ("api.tokens[]": in each item of the list).
+SECRET_FIELDS = {
+    "finetuning": ("api_key",),
+    "tempolor": ("api_token",),
+    "webhook": ("token",),
+    "api.tokens[]": ("token",),
+}
 
 # The sections' own schemas, by name, in the order the validator reads them.
 SECTION_SCHEMAS: dict[str, vol.Schema] = {
     "finetuning": _FINETUNING,
     "tempolor": _TEMPOLOR,
     "webhook": _WEBHOOK,
+    "api": _API,
     "poll": _POLL,
     "runtime": _RUNTIME,
 }
