@@ -12,6 +12,10 @@ TRACK_COMPLETED = "track_completed"
 GENERATION_FAILED = "generation_failed"
 SCHEDULE = "schedule"
 CREDITS_LOW = "credits_low"
+# A run of an automation (or of an API call) ended failed; never for a run started by one.
+RUN_FAILED = "run_failed"
+# An action called over the HTTP API: its run's one step is that action.
+ACTION_CALLED = "action_called"
 
 
 @dataclass(frozen=True)

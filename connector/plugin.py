@@ -57,7 +57,14 @@ from connector.errors import (
     ProviderError,
     RequestValidationError,
 )
-from connector.events import CREDITS_LOW, GENERATION_FAILED, SCHEDULE, TRACK_COMPLETED, Event
+from connector.events import (
+    CREDITS_LOW,
+    GENERATION_FAILED,
+    RUN_FAILED,
+    SCHEDULE,
+    TRACK_COMPLETED,
+    Event,
+)
 from connector.providers.finetuning.models import (
     BulkResult,
     Generation,
@@ -70,6 +77,7 @@ __all__ = [
     "GENERATION_FAILED",
     "PLAYLIST",
     "PROVIDER",
+    "RUN_FAILED",
     "SCHEDULE",
     "TRACK_COMPLETED",
     "ActionContext",

@@ -30,7 +30,7 @@ from connector.automation.registry import Registry, default_registry
 from connector.cli.output import EXIT_ERROR, EXIT_INVALID, EXIT_OK
 from connector.cli.rawfile import RawFile, lenient_endpoint
 from connector.cli.watch import watch
-from connector.dispatch.runtime import ListenerStartError
+from connector.dispatch.listener import ListenerStartError
 from connector.endpoint import Endpoint, EndpointError, no_key_anywhere
 from connector.errors import ProviderError
 from connector.journal.connection import JournalError

@@ -23,6 +23,7 @@ class StepRecord:
     output: Mapping[str, Any] | None = None
     error: str | None = None
     attempt: int = 1
+    options: Mapping[str, Any] | None = None  # after templating and validation
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
 

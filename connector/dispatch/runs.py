@@ -68,6 +68,7 @@ async def perform(
             context = StepContext(runtime, run, step, index, attempt, variables)
             spec = runtime.registry.actions[step.action]
             options = spec.schema(render(step.options, variables))
+            record.options = options
             output = await spec.run(context, options)
             if not isinstance(output, Mapping):
                 # Checked here, so the step is journaled failed (not left running).
@@ -105,6 +106,7 @@ async def _finish_step(
         run.run_id,
         index,
         status,
+        options=record.options,
         **({"error": record.error} if status == "failed" else {"output": record.output}),
     )
     notify(runtime.step_listeners, run, record)

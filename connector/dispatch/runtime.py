@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,9 +32,11 @@ import aiohttp
 from connector.automation.model import AutomationConfig, ConnectorConfig
 from connector.automation.registry import Registry, default_registry
 from connector.dispatch.background import Background, checkpoint_periodically, prune_periodically
+from connector.dispatch.calls import action_called, api_automation, run_failed
 from connector.dispatch.contexts import SourceContext
 from connector.dispatch.intents import OpenIntents
 from connector.dispatch.journal_writes import JournalWrites
+from connector.dispatch.listener import start_webhook_listener
 from connector.dispatch.records import (
     EventListener,
     RunListener,
@@ -43,7 +45,7 @@ from connector.dispatch.records import (
     notify,
 )
 from connector.dispatch.runs import perform
-from connector.errors import ConnectorError, GenerationClaimedError
+from connector.errors import GenerationClaimedError
 from connector.events import Event
 from connector.ingress.poller import GenerationPoller, PollerState, TempolorJobPoller
 from connector.journal.connection import JournalError
@@ -57,7 +59,6 @@ from connector.journal.store import Store
 from connector.providers.finetuning.client import FinetuningClient
 from connector.providers.finetuning.models import Generation
 from connector.providers.hosts import is_loopback
-from connector.redaction import register_secret
 
 if TYPE_CHECKING:
     from connector.ingress.webhooks import WebhookListener
@@ -68,11 +69,6 @@ _LOGGER = logging.getLogger(__name__)
 POLLER_CURSOR = "poller:finetuning"
 # Seconds between looks for runs another process queued (`ftconnect replay`).
 QUEUED_RUNS_EVERY = 1.0
-WEBHOOK_TOKEN = "webhook_token"
-
-
-class ListenerStartError(ConnectorError):
-    """The webhook listener cannot listen where `webhook.listen` says."""
 
 
 class Runtime:
@@ -100,6 +96,11 @@ class Runtime:
         self.run_listeners: list[RunListener] = []
         self.step_listeners: list[StepListener] = []
         self.event_listeners: list[EventListener] = []
+        # Which REST-hook subscriptions an event is for (set by the HTTP API): their
+        # deliveries are journaled with the event; `outbox_listeners` hear of new ones.
+        self.outbox_targets: Callable[[Event], Sequence[str]] | None = None
+        self.outbox_listeners: list[Callable[[], None]] = []
+        self._finished: dict[str, asyncio.Event] = {}  # run id -> set when its task ends
         self._automations = {a.id: a for a in config.automations}
         self._batch: list[
             tuple[Event, list[tuple[str, AutomationConfig]], asyncio.Future[bool]]
@@ -214,29 +215,7 @@ class Runtime:
                     )
 
     async def _start_listener(self) -> None:
-        from connector.ingress.webhooks import WebhookListener
-
-        webhook = self.config.webhook
-        assert webhook is not None
-        token = webhook.token or self.store.secret(WEBHOOK_TOKEN, lambda: secrets.token_urlsafe(32))
-        register_secret(token)  # whoever holds it can forge events: never written or sent
-        self.listener = WebhookListener(
-            token=token,
-            record=self.submit_event,
-            host=webhook.host,
-            port=webhook.port,
-            health=self.health,
-            max_connections=webhook.max_connections,
-            header_timeout=webhook.header_timeout,
-        )
-        try:
-            await self.listener.start()
-        except OSError as err:  # the port is taken, the host does not resolve, no permission
-            self.listener = None
-            reason = err.strerror or str(err) or type(err).__name__
-            raise ListenerStartError(
-                f"webhook.listen {webhook.host}:{webhook.port}: cannot listen there ({reason})"
-            ) from err
+        self.listener = await start_webhook_listener(self)
 
     def health(self) -> dict[str, Any]:
         """For /healthz: "degraded" while the journal fails, the age of the last poll."""
@@ -339,12 +318,21 @@ class Runtime:
         ours = generation is not None and self._is_ours(generation)
         if ours and not event.submitted_by_connector:
             event = replace(event, submitted_by_connector=True)
-        automations = [
-            a
-            for a in self.config.automations
-            if a.enabled
-            and (a.id == only_automation if only_automation else self._matches(a, event))
-        ]
+        own = api_automation(event)
+        automations = (
+            [own]
+            if own is not None
+            else [
+                a
+                for a in self.config.automations
+                if a.enabled
+                and (a.id == only_automation if only_automation else self._matches(a, event))
+            ]
+        )
+        return await self._record(event, automations)
+
+    async def _record(self, event: Event, automations: list[AutomationConfig]) -> bool:
+        """Journal the event with its runs (group commit); start them once durable."""
         runs = [(uuid.uuid4().hex[:16], a) for a in automations]
         # Group commit: events submitted in the same turn of the event loop are
         # journaled in one transaction; each caller resumes once it is durable.
@@ -360,8 +348,11 @@ class Runtime:
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
         try:
+            targets = self.outbox_targets
+            deliveries = [list(targets(event)) if targets else [] for event, _, _ in batch]
             results = self.store.record_events(
-                [(event, [(rid, a.id) for rid, a in runs]) for event, runs, _ in batch]
+                [(event, [(rid, a.id) for rid, a in runs]) for event, runs, _ in batch],
+                deliveries=deliveries,
             )
         except Exception as err:
             if isinstance(err, JournalError):
@@ -371,10 +362,13 @@ class Runtime:
                     future.set_exception(err)
             return
         self.journal.ok()
+        if any(d for d, new in zip(deliveries, results, strict=True) if new):
+            notify(self.outbox_listeners)
         for (event, runs, future), new in zip(batch, results, strict=True):
-            if new:
+            if new and self._accepting:
                 # Started here, not by the caller: a caller that goes away (a webhook
-                # sender hanging up) must not leave journaled runs unstarted.
+                # sender hanging up) must not leave journaled runs unstarted. (Recorded
+                # while stopping, a `run_failed` say, they start at the next start.)
                 try:
                     for run_id, automation in runs:
                         self._launch(
@@ -385,6 +379,54 @@ class Runtime:
                     notify(self.event_listeners, event)
             if not future.done():
                 future.set_result(new)
+
+    def _matching(self, event: Event) -> list[AutomationConfig]:
+        return [a for a in self.config.automations if a.enabled and self._matches(a, event)]
+
+    def automation_for(self, automation_id: str, event: Event) -> AutomationConfig | None:
+        """The automation a run follows: the file's, or the one an API call's event makes."""
+        return self._automations.get(automation_id) or api_automation(event)
+
+    # -- calls from outside: the HTTP API ------------------------------------------
+
+    async def call_action(
+        self,
+        action: str,
+        options: Mapping[str, Any],
+        *,
+        event_key: str | None = None,
+        requested_by: str | None = None,
+    ) -> tuple[str, bool]:
+        """Journal a call of `action` with validated `options` as a run and start it:
+        (run id, whether this call started it). A repeated `event_key` (an idempotent
+        retry, even after a crash) starts nothing: the first call's run. RuntimeError
+        while not running."""
+        if not self._accepting:
+            raise RuntimeError("the connector is not running")
+        event = action_called(action, options, event_key=event_key, requested_by=requested_by)
+        new = await self.submit_event(event)
+        rows = self.store.runs_for_event(event.key)
+        if not rows:
+            raise RuntimeError(f"the call's event {event.key!r} has no run")
+        return rows[0].run_id, new
+
+    def replay(self, run_id: str) -> str:
+        """Run a finished run again now, as a new run: its id. ValueError: unknown, running
+        or already replayed (`reset_run_for_replay`)."""
+        new_id = self.store.reset_run_for_replay(run_id)
+        row = self.store.run(new_id)
+        if row is not None and self._accepting:
+            self._resume(row)
+        return new_id
+
+    async def wait_for_run(self, run_id: str, timeout: float) -> bool:
+        """Wait up to `timeout` s for a run in flight here to end; whether it is not in flight."""
+        ended = self._finished.get(run_id)
+        if ended is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), timeout)
+        return ended.is_set()
 
     def _matches(self, automation: AutomationConfig, event: Event) -> bool:
         for trigger in automation.triggers:
@@ -402,7 +444,7 @@ class Runtime:
 
     def _resume(self, row: RunRow) -> None:
         event = self.store.load_event(row.event_key)
-        if event is None or row.automation_id not in self._automations:
+        if event is None or self.automation_for(row.automation_id, event) is None:
             why = "its event was pruned" if event is None else "its automation is gone"
             self.store.finish_run(row.run_id, "failed", f"cannot resume: {why}")
             return
@@ -419,14 +461,19 @@ class Runtime:
 
     def _launch(self, run: RunRecord, done: dict[int, dict[str, Any]]) -> None:
         self.runs.append(run)
-        automation = self._automations[run.automation_id]
+        automation = self.automation_for(run.automation_id, run.event)
+        assert automation is not None  # checked by the callers
         task = asyncio.create_task(self._run(automation, run, done), name=run.automation_id)
         self._run_tasks.add(task)
         self._in_flight.add(run.run_id)
+        self._finished[run.run_id] = asyncio.Event()
 
         def finished(task: asyncio.Task[None]) -> None:
             self._run_tasks.discard(task)
             self._in_flight.discard(run.run_id)
+            ended = self._finished.pop(run.run_id, None)
+            if ended is not None:
+                ended.set()
             if not task.cancelled() and task.exception() is not None:
                 # Never "Task exception was never retrieved": say which run, and why.
                 _LOGGER.error(
@@ -484,6 +531,14 @@ class Runtime:
                 run.status = "failed"
                 run.error = f"{type(err).__name__}: {err}"
             run.finished_at = datetime.now(UTC)
+            alarm = run_failed(run)
+            if alarm is not None:
+                # Before the run is journaled finished: a crash in between resumes the
+                # run, which fails again with the same event key, so it is never lost.
+                try:
+                    await self._record(alarm, self._matching(alarm))
+                except Exception:
+                    _LOGGER.exception("could not record run_failed for run %s", run.run_id)
             await self.journal(
                 "finish run", self.store.finish_run, run.run_id, run.status, run.error
             )

@@ -27,11 +27,12 @@ REDACTED = "<redacted>"
 
 
 class Redactor:
-    """Removes the token, raw and in its URL-encoded spellings, from any text."""
+    """Removes the tokens, raw and in their URL-encoded spellings, from any text."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, *tokens: str) -> None:
         # Longest first, so a spelling that contains another is replaced whole.
-        self._spellings = sorted(spellings(token), key=len, reverse=True)
+        found = {spelling for token in tokens for spelling in spellings(token)}
+        self._spellings = sorted(found, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for spelling in self._spellings:

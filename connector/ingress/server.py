@@ -78,6 +78,41 @@ def json_response(
     return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 
 
+async def read_body(
+    request: web.BaseRequest,
+    *,
+    max_body: int,
+    timeout: float,
+    log: logging.LoggerAdapter[logging.Logger],
+) -> bytes:
+    """The body, never buffering more than `max_body + 1` bytes.
+
+    Raises Reject: 413 past `max_body`, 408 when it is not all in within
+    `timeout` seconds (a trickling client holds no socket for long), 400 when
+    the stream is broken (bad chunking, an undecodable Content-Encoding).
+    """
+    too_large = Reject(413, f"body too large (limit {max_body} bytes)")
+    declared = request.content_length
+    if declared is not None and declared > max_body:
+        raise too_large
+    # A chunked or compressed body has no useful Content-Length: count while reading.
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.read(max_body + 1 - len(body)):
+                body += chunk
+                if len(body) > max_body:
+                    raise too_large
+    except TimeoutError:
+        raise Reject(408, "body not received in time") from None
+    except (Reject, asyncio.CancelledError):
+        raise
+    except Exception as err:
+        log.debug("could not read a request body", exc_info=err)
+        raise Reject(400, "could not read the body") from err
+    return bytes(body)
+
+
 # -- connections: deadlines, a cap, and error answers that quote nothing ------------------
 
 

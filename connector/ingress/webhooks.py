@@ -47,6 +47,7 @@ from connector.ingress.server import (
     GuardedServer,
     Reject,
     json_response,
+    read_body,
 )
 from connector.providers import PROVIDERS
 from connector.providers.finetuning.models import Generation
@@ -354,28 +355,8 @@ class WebhookListener:
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body, never buffering more than `max_body + 1` bytes; 413 past `max_body`."""
-        too_large = Reject(413, f"body too large (limit {self.max_body} bytes)")
-        declared = request.content_length
-        if declared is not None and declared > self.max_body:
-            raise too_large
-        # A chunked or compressed body has no useful Content-Length: count while reading.
-        body = bytearray()
         timeout = self.body_timeout if self.body_timeout is not None else BODY_READ_TIMEOUT
-        try:
-            async with asyncio.timeout(timeout):
-                while chunk := await request.content.read(self.max_body + 1 - len(body)):
-                    body += chunk
-                    if len(body) > self.max_body:
-                        raise too_large
-        except TimeoutError:
-            raise Reject(408, "body not received in time") from None
-        except (Reject, asyncio.CancelledError):
-            raise
-        except Exception as err:
-            # Broken chunking, a bad Content-Encoding stream: the sender's bytes.
-            self._log.debug("could not read a webhook body", exc_info=err)
-            raise Reject(400, "could not read the body") from err
-        return bytes(body)
+        return await read_body(request, max_body=self.max_body, timeout=timeout, log=self._log)
 
     async def _fetch_tempolor(self, job_id: str) -> Generation | None:
         assert self._tempolor_job is not None

@@ -70,6 +70,7 @@ def test_registry_discovers_every_shipped_trigger_and_action() -> None:
         "track_completed",
         "generation_failed",
         "schedule",
+        "run_failed",
         "credits_low",
     }
     assert {
