@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable
 
 from connector.journal.connection import JournalError
+from connector.journal.idempotency import IDEMPOTENCY_TTL
 from connector.journal.store import Store
 
 _LOGGER = logging.getLogger("connector.dispatch.runtime")
@@ -71,6 +72,7 @@ async def prune_periodically(store: Store, older_than: float) -> None:
         await asyncio.sleep(PRUNE_EVERY)
         try:
             result = store.prune(older_than=older_than)
+            store.prune_idempotency(older_than=IDEMPOTENCY_TTL)
         except JournalError as err:
             _LOGGER.warning("retention pass failed, next in %g s: %s", PRUNE_EVERY, err)
             continue

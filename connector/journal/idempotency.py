@@ -20,7 +20,10 @@ from datetime import datetime
 from connector.journal.codec import utc_required
 from connector.journal.connection import JournalConnection
 
-__all__ = ["IdempotencyJournal", "IdempotencyRow"]
+__all__ = ["IDEMPOTENCY_TTL", "IdempotencyJournal", "IdempotencyRow"]
+
+# How long a key is remembered: 24 hours, as Stripe and the IETF draft have it.
+IDEMPOTENCY_TTL = 24 * 3600.0
 
 
 @dataclass(frozen=True)

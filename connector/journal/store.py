@@ -56,7 +56,7 @@ from connector.journal.connection import JournalError, translate
 from connector.journal.cursors import CursorJournal
 from connector.journal.events import EventJournal
 from connector.journal.hooks import HookJournal
-from connector.journal.idempotency import IdempotencyJournal
+from connector.journal.idempotency import IDEMPOTENCY_TTL, IdempotencyJournal
 from connector.journal.runs import RunJournal
 from connector.journal.secret_files import SecretFiles
 from connector.journal.submissions import SubmissionJournal
@@ -299,33 +299,34 @@ class Store(
         generations no longer pending. Outbox rows go with their event, and
         delivered or failed ones once their last attempt is older than the
         cut-off. Cursors, pending rows, hooks and idempotency keys stay
-        (`prune_idempotency` ages those by their own time to live).
+        (`prune_idempotency` ages those by their own time to live), and so do
+        the runs and events of keys still alive: a retry within a key's time to
+        live must find its run, whatever `retention_days` says.
 
         A pruned event key is forgotten: retention must exceed how far back
         the poller and webhooks can still report a generation.
         """
         if older_than < 0:
             raise ValueError(f"older_than must be 0 or more seconds (got {older_than})")
-        cutoff = self._now() - older_than
+        now = self._now()
+        cutoff = now - older_than
+        live_keys = "SELECT event_key FROM idempotency WHERE created_at >= :alive"
         old_runs = (
             "SELECT run_id FROM runs WHERE status <> 'running'"
             " AND COALESCE(finished_at, started_at) < :cutoff"
+            f" AND event_key NOT IN ({live_keys})"
         )
+        window = {"cutoff": cutoff, "alive": now - IDEMPOTENCY_TTL}
         with self._transaction(write=True) as db:
             # Steps and intents explicitly (not by cascade) so the counts are right.
-            steps = db.execute(
-                f"DELETE FROM steps WHERE run_id IN ({old_runs})", {"cutoff": cutoff}
-            ).rowcount
-            db.execute(f"DELETE FROM intents WHERE run_id IN ({old_runs})", {"cutoff": cutoff})
-            runs = db.execute(
-                "DELETE FROM runs WHERE status <> 'running'"
-                " AND COALESCE(finished_at, started_at) < :cutoff",
-                {"cutoff": cutoff},
-            ).rowcount
+            steps = db.execute(f"DELETE FROM steps WHERE run_id IN ({old_runs})", window).rowcount
+            db.execute(f"DELETE FROM intents WHERE run_id IN ({old_runs})", window)
+            runs = db.execute(f"DELETE FROM runs WHERE run_id IN ({old_runs})", window).rowcount
             events = db.execute(
                 "DELETE FROM events WHERE received_at < :cutoff"
-                " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_key = events.key)",
-                {"cutoff": cutoff},
+                " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.event_key = events.key)"
+                f" AND key NOT IN ({live_keys})",
+                window,
             ).rowcount
             # Rows of a pruned event go even if pending: the event to send is gone.
             db.execute(

@@ -14,6 +14,7 @@ import pytest
 
 from connector.events import SCHEDULE, Event
 from connector.journal.hooks import OutboxRow
+from connector.journal.idempotency import IDEMPOTENCY_TTL
 from connector.journal.store import _MIGRATIONS, SCHEMA_VERSION, Store
 from connector.redaction import REDACTED
 
@@ -552,3 +553,25 @@ def test_an_outbox_row_needs_its_hook(store: Store) -> None:
             "INSERT INTO outbox (hook_id, event_key, state, next_attempt_at, created_at)"
             " VALUES ('nope', 'e', 'pending', 0, 0)"
         )
+
+
+def test_prune_keeps_the_run_and_event_of_a_key_still_alive(tmp_path: Path) -> None:
+    """With retention shorter than a key's 24 h, a retry must still find its run."""
+    now = [1_000_000.0]
+    with Store.open(tmp_path, clock=lambda: now[0]) as store:
+        for name in ("kept", "gone"):
+            event = Event(kind="action_called", key=f"api:{name}", provider="connector")
+            store.record_event(event, runs=[(f"run-{name}", f"api.{name}")])
+            store.finish_run(f"run-{name}", "succeeded")
+        store.claim_idempotency("n8n", "k", "hash", "api:kept", ttl=IDEMPOTENCY_TTL)
+        now[0] += 3600.0  # an hour later, with a retention of a minute
+        store.prune(older_than=60.0)
+        assert store.run("run-kept") is not None
+        assert store.has_event("api:kept")
+        assert store.run("run-gone") is None
+        assert not store.has_event("api:gone")
+        now[0] += IDEMPOTENCY_TTL  # the key has expired: nothing holds them any more
+        assert store.prune_idempotency(older_than=IDEMPOTENCY_TTL) == 1
+        store.prune(older_than=60.0)
+        assert store.run("run-kept") is None
+        assert not store.has_event("api:kept")
