@@ -39,6 +39,8 @@ class RunRecord:
     steps: list[StepRecord] = field(default_factory=list)
     error: str | None = None
     resumed: bool = False
+    # Its first step was journaled started with its event (an API call): no second write.
+    first_step_journaled: bool = False
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
 

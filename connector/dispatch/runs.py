@@ -59,9 +59,12 @@ async def perform(
         if index in done:
             steps[step.id] = template_view(done[index])
             continue
-        attempt = await runtime.journal(
-            "start a step", runtime.store.step_started, run.run_id, index, step.id, step.action
-        )
+        if index == 0 and run.first_step_journaled:
+            run.first_step_journaled, attempt = False, 1
+        else:
+            attempt = await runtime.journal(
+                "start a step", runtime.store.step_started, run.run_id, index, step.id, step.action
+            )
         record = StepRecord(step_id=step.id, action=step.action, attempt=attempt)
         run.steps.append(record)
         try:

@@ -46,7 +46,7 @@ from connector.dispatch.records import (
 )
 from connector.dispatch.runs import perform
 from connector.errors import GenerationClaimedError
-from connector.events import Event
+from connector.events import ACTION_CALLED, Event
 from connector.ingress.poller import GenerationPoller, PollerState, TempolorJobPoller
 from connector.journal.connection import JournalError
 from connector.journal.intents import (
@@ -350,9 +350,17 @@ class Runtime:
         try:
             targets = self.outbox_targets
             deliveries = [list(targets(event)) if targets else [] for event, _, _ in batch]
+            # An API call acts at once: its one step is journaled started with the call.
+            first_steps = {
+                rid: (a.actions[0].id, a.actions[0].action)
+                for event, runs, _ in batch
+                if event.kind == ACTION_CALLED
+                for rid, a in runs
+            }
             results = self.store.record_events(
                 [(event, [(rid, a.id) for rid, a in runs]) for event, runs, _ in batch],
                 deliveries=deliveries,
+                first_steps=first_steps,
             )
         except Exception as err:
             if isinstance(err, JournalError):
@@ -371,10 +379,9 @@ class Runtime:
                 # while stopping, a `run_failed` say, they start at the next start.)
                 try:
                     for run_id, automation in runs:
-                        self._launch(
-                            RunRecord(run_id=run_id, automation_id=automation.id, event=event),
-                            {},
-                        )
+                        record = RunRecord(run_id, automation.id, event)
+                        record.first_step_journaled = run_id in first_steps
+                        self._launch(record, {})
                 finally:
                     notify(self.event_listeners, event)
             if not future.done():

@@ -11,7 +11,7 @@ and `deliveries=` queues it for REST hooks in that transaction too.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,6 +95,7 @@ class EventJournal(JournalConnection):
         entries: Sequence[tuple[Event, Sequence[tuple[str, str]]]],
         *,
         deliveries: Sequence[Sequence[str]] | None = None,
+        first_steps: Mapping[str, tuple[str, str]] | None = None,
     ) -> list[bool]:
         """Record several events, each with its runs, in ONE transaction (group commit).
 
@@ -106,6 +107,10 @@ class EventJournal(JournalConnection):
         event gets one pending outbox row per hook, in the same transaction, so
         no event is recorded without being queued. A repeated event queues
         nothing; a hook id no longer stored (removed meanwhile) is skipped.
+
+        `first_steps` maps a run id to its first step's (step id, action): that
+        step is journaled started (attempt 1) in the same transaction, for a run
+        that starts acting at once (an API call) without a commit of its own.
         """
         if deliveries is not None and len(deliveries) != len(entries):
             raise ValueError(
@@ -146,8 +151,17 @@ class EventJournal(JournalConnection):
                     results.append(False)
                     continue
                 for run_id, automation_id in runs:
-                    if not insert_run(db, run_id, event.key, automation_id, now):
+                    if not insert_run(
+                        db, run_id, event.key, automation_id, now, event_inserted=True
+                    ):
                         raise ValueError(f"automation {automation_id!r} listed twice in runs=")
+                    first = first_steps.get(run_id) if first_steps else None
+                    if first is not None:
+                        db.execute(
+                            "INSERT INTO steps (run_id, step_index, step_id, action, status,"
+                            " attempt, started_at) VALUES (?, 0, ?, ?, 'running', 1, ?)",
+                            (run_id, first[0], first[1], now),
+                        )
                 if hook_ids:
                     insert_deliveries(db, event.key, hook_ids, now)
                 if event.generation is not None and event.generation.is_terminal:

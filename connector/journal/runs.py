@@ -375,10 +375,22 @@ class RunJournal(JournalConnection):
 
 
 def insert_run(
-    db: sqlite3.Connection, run_id: str, event_key: str, automation_id: str, now: float
+    db: sqlite3.Connection,
+    run_id: str,
+    event_key: str,
+    automation_id: str,
+    now: float,
+    *,
+    event_inserted: bool = False,
 ) -> bool:
-    """Start a run inside the caller's transaction; False if the slot is taken."""
-    if db.execute("SELECT 1 FROM events WHERE key = ?", (event_key,)).fetchone() is None:
+    """Start a run inside the caller's transaction; False if the slot is taken.
+
+    `event_inserted`: the caller inserted the event in this transaction (no look).
+    """
+    if (
+        not event_inserted
+        and db.execute("SELECT 1 FROM events WHERE key = ?", (event_key,)).fetchone() is None
+    ):
         raise ValueError(f"no event {event_key!r} is recorded; record_event it first")
     taken = db.execute(
         "SELECT 1 FROM runs WHERE event_key = ? AND automation_id = ? AND status <> ?",
