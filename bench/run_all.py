@@ -28,6 +28,7 @@ from bench._common import BENCH_DIR, ROOT, fmt, print_table, verdict
 BENCHMARKS = (
     "webhook_ingest",
     "trigger_latency",
+    "api_latency",
     "rate_budget",
     "poll_economy",
     "bulk",

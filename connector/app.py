@@ -19,6 +19,7 @@ aiohttp session, made here or passed in.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -35,6 +36,7 @@ from connector.automation.loader import load_config
 from connector.automation.model import ConnectorConfig
 from connector.automation.problems import ConfigError, ConfigProblem
 from connector.automation.registry import Registry
+from connector.dispatch.listener import ListenerStartError
 from connector.dispatch.runtime import Runtime
 from connector.endpoint import Endpoint, EndpointError, no_key_anywhere, resolve_endpoint
 from connector.errors import MissingApiKeyError
@@ -44,6 +46,8 @@ from connector.providers.ratelimit import RateBudget
 from connector.sandbox import SandboxConfig
 
 if TYPE_CHECKING:
+    from connector.api.hooks import HookDeliverer
+    from connector.api.server import ApiListener
     from connector.providers.tempolor.client import TempolorClient
     from connector.sandbox import SandboxHandle
 
@@ -79,7 +83,10 @@ class Connector:
     finetuning: FinetuningClient
     tempolor: TempolorClient | None = None
     sandbox: SandboxHandle | None = None
+    hooks: HookDeliverer | None = None
+    api: ApiListener | None = None
     _started: bool = field(default=False, repr=False)
+    _delivering: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def running(self) -> bool:
@@ -94,12 +101,42 @@ class Connector:
         """
         await self.runtime.start()
         self._started = True
+        try:
+            await self._start_api()
+        except BaseException:
+            await self.stop(grace=5.0)
+            raise
+
+    async def _start_api(self) -> None:
+        """The REST-hook deliverer, then the HTTP API listener when the file has `api:`."""
+        if self.hooks is not None:
+            self._delivering = asyncio.create_task(self.hooks.run(), name="rest-hooks")
+        if self.config.api is None or self.hooks is None:
+            return
+        from connector.api.server import ApiListener
+
+        api = ApiListener(self.config.api, self.runtime, self.hooks)
+        try:
+            await api.start()
+        except OSError as err:
+            reason = err.strerror or str(err) or type(err).__name__
+            raise ListenerStartError(
+                f"api.listen {api.host}:{api.port}: cannot listen there ({reason})"
+            ) from err
+        self.api = api
 
     async def stop(self, *, grace: float = 30.0) -> None:
         """Take no new work and let runs in flight finish (up to `grace` s). Leaving
         `open_connector`'s block does this too; stopping twice is stopping once."""
         if self._started:
             self._started = False
+            if self.api is not None:
+                await self.api.stop()
+            if self._delivering is not None:
+                self._delivering.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._delivering
+                self._delivering = None
             await self.runtime.stop(grace=grace)
 
 
@@ -179,7 +216,15 @@ async def open_connector(
         if tempolor is not None:
             await stack.enter_async_context(tempolor)
         runtime = Runtime(config, finetuning, registry=registry, store=store, tempolor=tempolor)
-        connector = Connector(config, used, runtime, store, session, finetuning, tempolor, handle)
+        from connector.api.hooks import HookDeliverer
+
+        # REST hooks subscribed over the API: each event's deliveries are journaled with it.
+        hooks = HookDeliverer(store, runtime.registry, session)
+        runtime.outbox_targets = hooks.targets
+        runtime.outbox_listeners.append(hooks.wake)
+        connector = Connector(
+            config, used, runtime, store, session, finetuning, tempolor, handle, hooks
+        )
         stack.push_async_callback(connector.stop)
         yield connector
 

@@ -169,6 +169,7 @@ FORBIDDEN = {
     "connector.providers": (
         "connector.automation",
         "connector.dispatch",
+        "connector.api",
         "connector.journal",
         "connector.ingress",
         "connector.delivery",
@@ -183,6 +184,7 @@ FORBIDDEN = {
     ),
     "connector.automation": (
         "connector.dispatch",
+        "connector.api",
         "connector.journal",
         "connector.ingress",
         "connector.delivery",
@@ -192,6 +194,7 @@ FORBIDDEN = {
     ),
     "connector.journal": (
         "connector.dispatch",
+        "connector.api",
         "connector.ingress",
         "connector.delivery",
         "connector.automation",
@@ -206,6 +209,7 @@ FORBIDDEN = {
         "connector.journal",
         "connector.ingress",
         "connector.dispatch",
+        "connector.api",
         "connector.delivery",
         "connector.cli",
         "connector.app",
@@ -213,6 +217,7 @@ FORBIDDEN = {
     ),
     "connector.delivery": (
         "connector.dispatch",
+        "connector.api",
         "connector.automation",
         "connector.cli",
         "connector.app",
@@ -222,16 +227,20 @@ FORBIDDEN = {
     "connector.ingress": (
         "connector.journal",
         "connector.dispatch",
+        "connector.api",
         "connector.delivery",
         "connector.automation",
         "connector.cli",
         "connector.app",
         "connector.sandbox",
     ),
-    "connector.dispatch": ("connector.cli", "connector.app"),
+    "connector.dispatch": ("connector.api", "connector.cli", "connector.app"),
+    # The HTTP API stands on a runtime; only `app` (and the CLI through it) builds one.
+    "connector.api": ("connector.cli", "connector.app", "connector.sandbox"),
     "connector.triggers": (
         "connector.ingress",
         "connector.dispatch",
+        "connector.api",
         "connector.cli",
         "connector.app",
         "connector.sandbox",
@@ -239,6 +248,7 @@ FORBIDDEN = {
     "connector.actions": (
         "connector.ingress",
         "connector.dispatch",
+        "connector.api",
         "connector.cli",
         "connector.app",
         "connector.sandbox",
@@ -246,6 +256,7 @@ FORBIDDEN = {
     "connector.app": ("connector.cli",),
     "connector.plugin": (
         "connector.dispatch",
+        "connector.api",
         "connector.journal",
         "connector.ingress",
         "connector.cli",

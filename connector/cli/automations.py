@@ -31,6 +31,7 @@ from connector.cli.output import EXIT_ERROR, EXIT_INVALID, EXIT_OK
 from connector.cli.rawfile import RawFile, lenient_endpoint
 from connector.cli.watch import watch
 from connector.dispatch.listener import ListenerStartError
+from connector.providers.hosts import is_loopback
 from connector.endpoint import Endpoint, EndpointError, no_key_anywhere
 from connector.errors import ProviderError
 from connector.journal.connection import JournalError
@@ -171,6 +172,22 @@ async def _run(
             return EXIT_ERROR
         checking = asyncio.create_task(_warn_missing_playlists(config, connector.finetuning))
         await _unless_stopped(checking, stop)
+        if connector.api is not None:
+            names = ", ".join(token.name for token in connector.api.config.tokens)
+            print(
+                f"HTTP API on {connector.api.url}/api/v1 (tokens: {names}; the document: "
+                f"{connector.api.url}/api/v1/openapi.json)",
+                file=out,
+                flush=True,
+            )
+            if not is_loopback(connector.api.host):
+                print(
+                    f"ftconnect: note: the HTTP API listens on {connector.api.host}, beyond this "
+                    "machine, over plain HTTP: tokens cross the network in the clear unless a "
+                    "TLS proxy stands in front of it",
+                    file=sys.stderr,
+                    flush=True,
+                )
         enabled = [a.id for a in config.automations if a.enabled]
         print(f"Running {len(enabled)} automation(s): {', '.join(enabled)}", file=out, flush=True)
         await stop.wait()

@@ -17,6 +17,7 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import (
+    api_latency,
     bulk,
     cli_startup,
     memory_storage,
@@ -91,3 +92,16 @@ async def test_every_accepted_webhook_starts_its_action_after_it_was_sent() -> N
     assert len(result.trigger) == 20
     assert all(latency > 0 for latency in result.trigger)
     assert result.run_statuses == {"succeeded": 20 + trigger_latency.WARMUP}
+
+
+async def test_every_api_call_is_answered_and_starts_its_action_exactly_once() -> None:
+    result = await api_latency.measure(rounds=1, calls=10, warmup=2)
+    assert sum(result.api_statuses.values()) == 10
+    assert set(result.api_statuses) <= {200, 202}
+    assert result.bare_statuses == {200: 10}
+    assert len(result.starts) == 10
+    assert set(result.starts.values()) == {1}
+    assert result.not_started_once == 0
+    assert len(result.started) == len(result.bare) == 10
+    assert all(latency > 0 for latency in result.started)
+    assert result.run_statuses == {"succeeded": 10 + 2}

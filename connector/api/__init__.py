@@ -1,0 +1,1 @@
+"""The HTTP API: call actions, follow runs and events, subscribe to triggers."""

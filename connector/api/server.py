@@ -1,0 +1,219 @@
+"""The API listener: `ftconnect run` serves the HTTP API here, on its own port.
+
+Its own listener rather than routes on the webhook one: the webhook listener
+may face the internet (providers must reach it), while the API is loopback by
+default and exposing it is a decision of its own (`api.listen`). It stands on
+the same hardened server (`connector.ingress.server`: header deadline,
+connection cap, error answers that quote nothing), and its loggers redact
+every API token. Every answer that is not a success is the JSON of
+`connector.api.errors`; no input gives a 500.
+
+    listener = ApiListener(config.api, connector.runtime, hooks)
+    await listener.start()      # listener.port is the bound port
+    ...
+    await listener.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from connector.api.auth import Authenticator
+from connector.api.errors import ApiError, error_response
+from connector.api.hooks import HookDeliverer
+from connector.api.openapi import OPERATIONS, Operation
+from connector.api.routes import CALLER, ApiRoutes
+from connector.automation.model import ApiConfig
+from connector.dispatch.runtime import Runtime
+from connector.ingress.logs import AccessLogger, RedactingLogger, Redactor
+from connector.ingress.server import GuardedServer, Reject, phrase
+from connector.redaction import scrub_text
+
+__all__ = ["ApiListener"]
+
+_LOGGER = logging.getLogger(__name__)
+_SERVER_LOGGER = logging.getLogger(f"{__name__}.server")
+_ACCESS_LOGGER = logging.getLogger(f"{__name__}.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _SecretsRedactor(Redactor):
+    """The API tokens, and every secret registered with `connector.redaction` since
+    (a hook's whsec_ secret is made while the API runs)."""
+
+    def __call__(self, text: str) -> str:
+        return scrub_text(super().__call__(text))
+
+
+def _scrubbed(redact: Redactor, value: Any) -> Any:
+    """`value` (an error's details: lists, objects, text) with `redact` applied to its text."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_scrubbed(redact, item) for item in value]
+    if isinstance(value, dict):
+        return {_scrubbed(redact, k): _scrubbed(redact, v) for k, v in value.items()}
+    return value
+
+
+class ApiListener:
+    """Serves the operations of `connector.api.openapi` for one running connector."""
+
+    def __init__(
+        self,
+        config: ApiConfig,
+        runtime: Runtime,
+        hooks: HookDeliverer,
+        *,
+        base_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.host = config.host
+        self.port = config.port
+        self._auth = Authenticator(config.tokens)
+        redact = _SecretsRedactor(*(token.token for token in config.tokens))
+        self._redact = redact
+        self._log = RedactingLogger(_LOGGER, redact)
+        self._server_log = RedactingLogger(_SERVER_LOGGER, redact)
+        self._access_log = RedactingLogger(_ACCESS_LOGGER, redact)
+        folder = base_dir
+        if folder is None:
+            source = runtime.config.source
+            folder = source.parent if source is not None else Path.cwd()
+        self.routes = ApiRoutes(runtime, hooks, base_dir=folder, log=self._log)
+        self._server = GuardedServer(
+            name="API listener", log=self._log, server_options=self.server_options
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiListener(url={self._url()!r}, started={self.started})"
+
+    @property
+    def started(self) -> bool:
+        return self._server.started
+
+    @property
+    def url(self) -> str:
+        """`http://host:port` once started."""
+        if not self.port:
+            raise RuntimeError("the API listener has no port yet: start() it first")
+        return self._url()
+
+    def _url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port or '<unbound>'}"
+
+    async def start(self) -> None:
+        self.port = await self._server.start(
+            self.app(),
+            host=self.host,
+            port=self.port,
+            header_timeout=self.config.header_timeout,
+            max_connections=self.config.max_connections,
+        )
+        self._log.info("HTTP API on %s/api/v1 (document: /api/v1/openapi.json)", self._url())
+
+    async def stop(self) -> None:
+        if await self._server.stop():
+            self._log.info("HTTP API on %s stopped", self._url())
+
+    def server_options(self) -> dict[str, Any]:
+        """Runner options: loggers that redact the tokens, an access log without queries."""
+        return {
+            "access_log_class": AccessLogger,
+            "access_log": self._access_log,
+            "logger": self._server_log,
+            "keepalive_timeout": self.config.header_timeout,
+        }
+
+    def app(self) -> web.Application:
+        """A new application with every operation routed, guarded and answered as JSON."""
+        app = web.Application(
+            client_max_size=self.routes.max_body + 1,
+            middlewares=[self._server.in_request, self._answer_errors],
+        )
+        handlers = self.routes.handlers()
+        for operation in OPERATIONS:
+            handler = handlers.get(operation.operation_id)
+            if handler is None:
+                raise RuntimeError(f"no handler for operation {operation.operation_id}")
+            app.router.add_route(
+                operation.method,
+                operation.path,
+                self._guard(operation, handler),
+                expect_handler=self._expect,
+            )
+        return app
+
+    def _guard(self, operation: Operation, handler: Handler) -> Handler:
+        """The handler behind the token and scope check its operation declares."""
+        scope = operation.scope
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if scope is not None:
+                token = self._auth.authenticate(request.headers.get("Authorization"))
+                self._auth.require(token, scope)
+                caller = CALLER.set(token)
+                try:
+                    return await handler(request)
+                finally:
+                    CALLER.reset(caller)
+            return await handler(request)
+
+        return guarded
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue` answered without quoting the header; anything else 417."""
+        if request.headers.get("Expect", "").lower() != "100-continue" or (
+            request.version < (1, 1)
+        ):
+            return error_response(ApiError(417, "only `Expect: 100-continue` is understood"))
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+
+    @web.middleware
+    async def _answer_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every failure as the API's JSON error: checks keep their status, the rest is 503."""
+        try:
+            return await handler(request)
+        except ApiError as err:
+            if err.status == 401:
+                self._log.info(
+                    "%s %s from %s: %s", request.method, request.path, request.remote, err.message
+                )
+            # Messages may quote what the caller sent (a key, a path): never a secret.
+            err.message = self._redact(err.message)
+            err.details = _scrubbed(self._redact, err.details)
+            return error_response(err)
+        except Reject as reject:
+            response = error_response(ApiError(reject.status, reject.reason))
+            if request.content.exception() is not None:
+                response.force_close()
+            return response
+        except web.HTTPException as exc:
+            # The router's 404 and 405; 405 keeps its Allow header.
+            status = exc.status if exc.status < 500 else 503
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            message = (
+                "no such path (the operations are listed at /api/v1/openapi.json)"
+                if status == 404
+                else f"{request.method} is not allowed here"
+                if status == 405
+                else phrase(status)
+            )
+            return error_response(ApiError(status, message, headers=headers))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self._log.error(
+                "%s %s: unexpected error, answered 503", request.method, request.path, exc_info=err
+            )
+            return error_response(ApiError(503, "internal error, retry later"))
