@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from connector.journal.connection import JournalError
 from connector.journal.idempotency import IDEMPOTENCY_TTL
@@ -77,6 +77,16 @@ async def prune_periodically(store: Store, older_than: float) -> None:
             _LOGGER.warning("retention pass failed, next in %g s: %s", PRUNE_EVERY, err)
             continue
         _LOGGER.info("retention: %s", result)
+
+
+async def every(seconds: float, work: Callable[[], object], what: str) -> None:
+    """Call `work()` every `seconds`; a failure is logged and the next call comes all the same."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            work()
+        except Exception:
+            _LOGGER.exception("could not %s; will try again", what)
 
 
 async def checkpoint_periodically(store: Store) -> None:

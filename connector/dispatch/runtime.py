@@ -31,7 +31,8 @@ import aiohttp
 
 from connector.automation.model import AutomationConfig, ConnectorConfig
 from connector.automation.registry import Registry, default_registry
-from connector.dispatch.background import Background, checkpoint_periodically, prune_periodically
+from connector.dispatch import background
+from connector.dispatch.background import Background, every
 from connector.dispatch.calls import action_called, api_automation, run_failed
 from connector.dispatch.contexts import SourceContext
 from connector.dispatch.intents import OpenIntents
@@ -198,9 +199,12 @@ class Runtime:
             )
             self._sources.spawn(self.tempolor_poller.run(), "tempolor-poller")
         self._sources.spawn(
-            prune_periodically(store, self.config.retention_days * 86400), "retention"
+            background.prune_periodically(store, self.config.retention_days * 86400), "retention"
         )
-        self._sources.spawn(self._pick_up_queued_runs(), "queued-runs")
+        self._sources.spawn(
+            every(QUEUED_RUNS_EVERY, self.pick_up_queued_runs, "look for queued runs"),
+            "queued-runs",
+        )
         store.defer_checkpoints()
         self._sources.spawn(self.checkpoint_periodically(), "checkpoint")
         for automation in self.config.automations:
@@ -234,7 +238,7 @@ class Runtime:
 
     async def checkpoint_periodically(self) -> None:
         """Checkpoint the journal's WAL from a worker thread (started by `start()`)."""
-        await checkpoint_periodically(self.store)
+        await background.checkpoint_periodically(self.store)
 
     async def stop(self, *, grace: float = 30.0) -> None:
         """Take no new work; let runs in flight finish (up to `grace` s, then leave them
@@ -492,25 +496,12 @@ class Runtime:
 
         task.add_done_callback(finished)
 
-    async def _pick_up_queued_runs(self) -> None:
-        """Start runs that another process journaled while this one runs.
-
-        `ftconnect replay` writes a new `running` run into the journal; with this
-        daemon holding the state_dir, any running run without a task here is one
-        of those, and starts now rather than at the next start.
-        """
-        while True:
-            await asyncio.sleep(QUEUED_RUNS_EVERY)
-            if not self._accepting:
-                continue
-            try:
-                self.pick_up_queued_runs()
-            except Exception:
-                _LOGGER.exception("could not look for queued runs; will look again")
-
     def pick_up_queued_runs(self) -> int:
-        """One look for queued runs (see `_pick_up_queued_runs`); returns how many started."""
+        """Start runs another process journaled (`ftconnect replay`) while this one holds
+        the state_dir: any running run without a task here. How many started."""
         started = 0
+        if not self._accepting:
+            return 0
         for run_id in self.store.running_run_ids():
             if run_id in self._in_flight:
                 continue
