@@ -450,7 +450,31 @@ def _target_problem(target: Any) -> str | None:
         return "must be an http(s) URL"
     if parts.username or parts.password:
         return "must not carry a user name or password (put a token in its path or query)"
+    if not _reachable_host(target):
+        return "must be an http(s) URL whose host is a name or an IP address"
     return None
+
+
+def _reachable_host(target: str) -> bool:
+    """Whether an HTTP client can send to the URL's host: one with no IDNA form, or
+    spaces or control characters in it, would be subscribed and then fail every
+    delivery. The host is read as the deliverer's client reads it (yarl)."""
+    import ipaddress
+    import re
+
+    from yarl import URL
+
+    try:
+        host = URL(target).raw_host  # the IDNA form of a name
+    except ValueError:  # UnicodeError too: no IDNA form
+        return False
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return re.fullmatch(r"[A-Za-z0-9_.-]+", host) is not None
+    return True
 
 
 def _filter_problems(
