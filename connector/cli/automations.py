@@ -31,12 +31,12 @@ from connector.cli.output import EXIT_ERROR, EXIT_INVALID, EXIT_OK
 from connector.cli.rawfile import RawFile, lenient_endpoint
 from connector.cli.watch import watch
 from connector.dispatch.listener import ListenerStartError
-from connector.providers.hosts import is_loopback
 from connector.endpoint import Endpoint, EndpointError, no_key_anywhere
 from connector.errors import ProviderError
 from connector.journal.connection import JournalError
 from connector.journal.lock import StateDirLocked
 from connector.providers.finetuning.client import FinetuningClient
+from connector.providers.hosts import is_loopback
 from connector.redaction import dumps
 
 

@@ -59,19 +59,33 @@ async def perform(
         if index in done:
             steps[step.id] = template_view(done[index])
             continue
-        if index == 0 and run.first_step_journaled:
-            run.first_step_journaled, attempt = False, 1
-        else:
-            attempt = await runtime.journal(
-                "start a step", runtime.store.step_started, run.run_id, index, step.id, step.action
-            )
-        record = StepRecord(step_id=step.id, action=step.action, attempt=attempt)
-        run.steps.append(record)
+        # Rendered first, so the journal shows a running step's options; a failure to
+        # render is the step's failure, journaled like any other below.
+        problem: Exception | None = None
         try:
-            context = StepContext(runtime, run, step, index, attempt, variables)
             spec = runtime.registry.actions[step.action]
             options = spec.schema(render(step.options, variables))
-            record.options = options
+        except Exception as err:
+            options, problem = None, err
+        if index == 0 and run.first_step_journaled:
+            run.first_step_journaled, attempt = False, 1  # with its options, by the call
+        else:
+            attempt = await runtime.journal(
+                "start a step",
+                runtime.store.step_started,
+                run.run_id,
+                index,
+                step.id,
+                step.action,
+                options=options,
+            )
+        record = StepRecord(step_id=step.id, action=step.action, attempt=attempt)
+        record.options = options
+        run.steps.append(record)
+        try:
+            if problem is not None:
+                raise problem
+            context = StepContext(runtime, run, step, index, attempt, variables)
             output = await spec.run(context, options)
             if not isinstance(output, Mapping):
                 # Checked here, so the step is journaled failed (not left running).

@@ -356,7 +356,7 @@ class Runtime:
             deliveries = [list(targets(event)) if targets else [] for event, _, _ in batch]
             # An API call acts at once: its one step is journaled started with the call.
             first_steps = {
-                rid: (a.actions[0].id, a.actions[0].action)
+                rid: (a.actions[0].id, a.actions[0].action, a.actions[0].options)
                 for event, runs, _ in batch
                 if event.kind == ACTION_CALLED
                 for rid, a in runs

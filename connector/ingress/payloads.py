@@ -43,6 +43,9 @@ def load_json(body: bytes) -> Any:
         raise Reject(400, "not JSON: empty body")
     try:
         data = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as err:
+        # Where, never what: the message quotes nothing of the body.
+        raise Reject(400, f"not JSON: {err.msg} (line {err.lineno}, column {err.colno})") from None
     except (ValueError, RecursionError):
         # ValueError covers bad UTF-8 and oversized integers too; RecursionError, deep nesting.
         raise Reject(400, "not JSON") from None

@@ -95,7 +95,7 @@ class EventJournal(JournalConnection):
         entries: Sequence[tuple[Event, Sequence[tuple[str, str]]]],
         *,
         deliveries: Sequence[Sequence[str]] | None = None,
-        first_steps: Mapping[str, tuple[str, str]] | None = None,
+        first_steps: Mapping[str, tuple[str, str, Mapping[str, Any]]] | None = None,
     ) -> list[bool]:
         """Record several events, each with its runs, in ONE transaction (group commit).
 
@@ -108,7 +108,7 @@ class EventJournal(JournalConnection):
         no event is recorded without being queued. A repeated event queues
         nothing; a hook id no longer stored (removed meanwhile) is skipped.
 
-        `first_steps` maps a run id to its first step's (step id, action): that
+        `first_steps` maps a run id to its first step's (step id, action, options): that
         step is journaled started (attempt 1) in the same transaction, for a run
         that starts acting at once (an API call) without a commit of its own.
         """
@@ -159,8 +159,9 @@ class EventJournal(JournalConnection):
                     if first is not None:
                         db.execute(
                             "INSERT INTO steps (run_id, step_index, step_id, action, status,"
-                            " attempt, started_at) VALUES (?, 0, ?, ?, 'running', 1, ?)",
-                            (run_id, first[0], first[1], now),
+                            " attempt, options, started_at)"
+                            " VALUES (?, 0, ?, ?, 'running', 1, ?, ?)",
+                            (run_id, first[0], first[1], encode_json(dict(first[2])), now),
                         )
                 if hook_ids:
                     insert_deliveries(db, event.key, hook_ids, now)

@@ -145,6 +145,8 @@ class RunJournal(JournalConnection):
         step_id: str,
         action: str,
         options_json: str | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
     ) -> int:
         """Journal that a step is about to run; returns its attempt number (1, 2, ...).
 
@@ -162,6 +164,8 @@ class RunJournal(JournalConnection):
                 raise ValueError(f"options_json of step {step_id!r} is not JSON: {err}") from None
             # Re-encoded: strict JSON, and no secret (a signing secret among the options).
             options_json = encode_json(options)
+        elif options is not None:
+            options_json = encode_json(dict(options))
         now = self._now()
         with self._transaction(write=True) as db:
             status = run_status(db, run_id)

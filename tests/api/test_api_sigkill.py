@@ -77,7 +77,8 @@ class Daemon:
             lambda: "Running 0 automation" in self.output() or process.returncode is not None,
             timeout=30,
         )
-        assert started and process.returncode is None, self.output()[-3000:]
+        assert started, self.output()[-3000:]
+        assert process.returncode is None, self.output()[-3000:]
 
     async def kill(self) -> None:
         assert self.process is not None
