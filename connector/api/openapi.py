@@ -236,7 +236,7 @@ OPERATIONS: tuple[Operation, ...] = (
         _ok(200, "The new run, already ended", "RunResult", "Location"),
         _ok(202, "The new run, started", "RunResult", "Location"),
         tag="runs", parameters=(_RUN_ID,), missing=_NO_RUN,
-        conflict="conflict: the run is still running"),
+        conflict="conflict: the run is still running, or was replayed already"),
     _op("GET /api/v1/events listEvents", "read", "Recorded events, newest first",
         _ok(200, "A page of events", "EventsPage"),
         tag="events", parameters=(_KIND, _limit(50, 200), _CURSOR)),
@@ -421,8 +421,9 @@ def _shared_schemas() -> JsonObject:
 _FILTER_TEXT = "The trigger's options (its options_schema); null or {}: every event"
 
 
-# An http(s) URL with a host and no user name or password, as the server checks it.
-TARGET_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+([/?#][\\s\\S]*)?$"
+# An http(s) URL with a host and no user name or password, as the server checks it (a
+# host without spaces or control characters; one with no IDNA form is refused too).
+TARGET_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s\\x00-\\x1f\\x7f-\\x9f]+([/?#][\\s\\S]*)?$"
 
 
 def _hook_create(registry: Registry) -> JsonObject:

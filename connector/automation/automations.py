@@ -22,6 +22,7 @@ from connector.automation.registry import Registry
 from connector.automation.schema import AUTOMATION_SCHEMA, ENTRY_KEYS, STEP_ID
 from connector.automation.specs import ActionSpec, TriggerSpec
 from connector.automation.templates import Template, TemplateError, is_template
+from connector.automation.validators import expand_home, no_home
 from connector.automation.yaml_reader import LineMapping, LineSequence, Unresolved, join, key_line
 
 __all__ = ["AUTOMATION_KEYS", "AutomationValidator", "text_or_none"]
@@ -354,7 +355,10 @@ class AutomationValidator:
         for name in getattr(spec, "paths", ()):
             value = validated.get(name)
             if isinstance(value, str) and not isinstance(value, Template):
-                where = Path(value).expanduser()
+                where = expand_home(value)
+                if where is None:
+                    self.add(key_line(raw, name) or line, join(path, name), no_home(value))
+                    return None
                 validated[name] = str(where if where.is_absolute() else self.base_dir / where)
         load_check(self.problems, getattr(spec, "check", None), validated, raw, path, line)
         if len(self.problems.items) > before:

@@ -39,6 +39,7 @@ from connector.automation.schema import (
     SECTION_SCHEMAS,
     host_port,
 )
+from connector.automation.validators import expand_home, no_home
 from connector.automation.yaml_reader import (
     LineMapping,
     LineSequence,
@@ -283,7 +284,10 @@ class Validator:
                 f"must be a folder path {got(raw)}",
             )
             return None
-        path = Path(raw).expanduser()
+        path = expand_home(raw)
+        if path is None:
+            self.add(data.key_lines.get("state_dir"), "state_dir", no_home(raw))
+            return None
         return path if path.is_absolute() else self.base_dir / path
 
 

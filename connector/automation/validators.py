@@ -12,6 +12,7 @@ The validators carry attributes the JSON Schema export reads (`inner`,
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import voluptuous as vol
@@ -62,26 +63,52 @@ def templatable(validator: Any) -> Any:
 
 
 def id_list(value: Any) -> list[str]:
-    """One id, a comma-separated string of ids, or a list of ids -> a list of ids."""
+    """One id, a comma-separated string of ids, or a list of ids -> a list of ids.
+
+    A list may also hold lists of ids or objects with an `id` (what a template that
+    renders another step's generations gives); anything else in it (null, true, an
+    object without an id) is refused rather than turned into an id such as "None"."""
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",")]
     elif isinstance(value, list | tuple):
         items = []
         for item in value:
-            if isinstance(item, list | tuple):
-                items.extend(str(i).strip() for i in item)
-            elif isinstance(item, dict) and "id" in item:
-                items.append(str(item["id"]).strip())
-            else:
-                items.append(str(item).strip())
+            nested = item if isinstance(item, list | tuple) else [item]
+            items.extend(_one_id(i) for i in nested)
     elif isinstance(value, dict) and "id" in value:
-        items = [str(value["id"]).strip()]
+        items = [_one_id(value)]
     else:
         raise vol.Invalid(f"expected an id or a list of ids, got {type(value).__name__}")
     ids = [item for item in items if item]
     if not ids:
         raise vol.Invalid("expected at least one id")
     return ids
+
+
+def _one_id(item: Any) -> str:
+    """One id of a list: text, a whole number, or an object's `id` that is one."""
+    if isinstance(item, dict) and "id" in item:
+        item = item["id"]
+    if isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool)):
+        return str(item).strip()
+    shown = "an object without an id" if isinstance(item, dict) else repr(item)
+    raise vol.Invalid(f"expected ids (text), got {shown} in the list")
+
+
+def expand_home(text: str) -> Path | None:
+    """`text` as a path with a leading `~` or `~user` expanded; None when that user has
+    no home here (pathlib raises for it)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return None
+
+
+def no_home(text: str) -> str:
+    """The problem of a path `expand_home` could not expand."""
+    user = text[1:].split("/", 1)[0]
+    who = f"user {user!r}" if user else "the current user"
+    return f"{text!r} starts with ~, but {who} has no home folder on this machine"
 
 
 def one_of(*choices: str) -> Callable[[Any], str]:
