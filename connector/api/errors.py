@@ -16,7 +16,7 @@ from aiohttp import web
 
 from connector.ingress.server import json_response
 
-__all__ = ["ApiError", "error_response"]
+__all__ = ["ERROR_CODES", "ApiError", "error_response"]
 
 # The code of each status when nothing more precise is said.
 CODES = {
@@ -32,6 +32,11 @@ CODES = {
     417: "expectation_failed",
     422: "validation_failed",
     503: "unavailable",
+}
+# Every `error.code` the server answers with, and its status (the document's enum).
+ERROR_CODES: Mapping[str, int] = {
+    **{code: status for status, code in CODES.items()},
+    "idempotency_key_reused": 422,  # an Idempotency-Key reused with another body
 }
 
 

@@ -7,14 +7,10 @@ the scope a token needs, parameters, body, every status it can answer), and
 
 The document also has one typed operation per installed action,
 `POST /api/v1/actions/<key>` (`call_<key>`), whose body is that action's
-option schema (`spec_schema`, JSON Schema 2020-12, which OpenAPI 3.1 takes as
-it is): a no-code tool that imports the document gets a form per action. The
-server routes them all through the generic `callAction`; they exist for the
-document only (`action_operations`).
-
-Response schemas state what the server sends, no more: nullable fields say so,
-and objects leave extra keys allowed, so a new field breaks no client.
-Request schemas are as strict as the server's checks, no stricter.
+option schema as a call takes it (`connector.api.schemas`: JSON Schema
+2020-12, which OpenAPI 3.1 takes as it is): a no-code tool that imports the
+document gets a form per action. The server routes them all through the
+generic `callAction`; they exist for the document only (`action_operations`).
 """
 
 from __future__ import annotations
@@ -26,7 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-from connector.automation.jsonschema import spec_schema
+from connector.api.errors import ERROR_CODES
+from connector.api.schemas import (
+    HEADERS,
+    RUN_STATUSES,
+    JsonObject,
+    call_options_schema,
+    hook_create_schema,
+    ref,
+    shared_schemas,
+)
 from connector.automation.registry import Registry
 from connector.version import __version__
 
@@ -45,7 +50,6 @@ __all__ = [
 
 Scope = Literal["read", "act"]
 ParameterIn = Literal["path", "query", "header"]
-JsonObject = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,6 @@ class Operation:
 ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 # Printable ASCII, without the spaces at either end that HTTP would strip.
 IDEMPOTENCY_KEY_PATTERN = "^[!-~]([ -~]*[!-~])?$"
-RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
-STEP_STATUSES = ("running", "succeeded", "failed", "skipped")
 
 
 def _param(name: str, location: ParameterIn, description: str, **schema: Any) -> Parameter:
@@ -187,7 +189,6 @@ _CALLED = (
     _ok(202, "The run, started", "RunResult", "Location", "Idempotent-Replayed"),
 )
 _CALL_ERRORS: dict[str, str] = {
-    "conflict": "idempotency_conflict: a call with the same Idempotency-Key is in flight",
     "unprocessable": "validation_failed: the options do not fit the action (details lists "
     "each problem's path and message), or idempotency_key_reused: the Idempotency-Key "
     "was used with another body",
@@ -205,15 +206,6 @@ _NO_HOOK = "no hook has this id"
 
 # Tables, one entry to a line or a few (the formatter would give each value its own).
 # fmt: off
-# Every `error.code` the server answers with, and its status.
-ERROR_CODES: Mapping[str, int] = {
-    "invalid_request": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404,
-    "method_not_allowed": 405, "request_timeout": 408, "conflict": 409,
-    "idempotency_conflict": 409, "payload_too_large": 413, "unsupported_media_type": 415,
-    "expectation_failed": 417, "validation_failed": 422, "idempotency_key_reused": 422,
-    "unavailable": 503,
-}
-
 OPERATIONS: tuple[Operation, ...] = (
     _op("GET /api/v1/openapi.json getOpenApi", None, "This document",
         _ok(200, "The OpenAPI 3.1 document, with a typed call per action", "OpenApiDocument")),
@@ -287,7 +279,8 @@ def action_operations(registry: Registry) -> tuple[Operation, ...]:
             description=f"{spec.description}\n\n{_CALL_DESCRIPTION}",
             parameters=(_WAIT, _IDEMPOTENCY_KEY),
             body=options_schema_name(key),
-            body_required=False,
+            # An empty body stands for {}: needed only when the action requires an option.
+            body_required=bool(call_options_schema(spec).get("required")),
             **_CALL_ERRORS,
         )
         for key, spec in sorted(registry.actions.items())
@@ -297,160 +290,6 @@ def action_operations(registry: Registry) -> tuple[Operation, ...]:
 def operations(registry: Registry) -> tuple[Operation, ...]:
     """Every operation of the document: `OPERATIONS` and the typed action calls."""
     return OPERATIONS + action_operations(registry)
-
-
-# ------------------------------------------------------------------ schemas
-
-
-def _nullable(kind: str, **extra: Any) -> JsonObject:
-    return {"type": [kind, "null"], **extra}
-
-
-def _object(properties: JsonObject, description: str = "") -> JsonObject:
-    """An object the server answers: every key always there (null when it has no value),
-    extra keys allowed so that a new one breaks no client."""
-    schema: JsonObject = {"type": "object"}
-    if description:
-        schema["description"] = description
-    schema["required"] = list(properties)
-    return {**schema, "properties": properties}
-
-
-def _ref(name: str) -> JsonObject:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _list(item: str, *, paged: bool = False) -> JsonObject:
-    found: JsonObject = {"items": {"type": "array", "items": _ref(item)}}
-    if paged:
-        found["next_cursor"] = _nullable("string", description="`cursor` of the next page")
-    return _object(found)
-
-
-_TIME: JsonObject = {"type": "string", "format": "date-time"}
-_TIME_OR_NULL: JsonObject = _nullable("string", format="date-time")
-_TEXT: JsonObject = {"type": "string"}
-_COUNT: JsonObject = {"type": "integer", "minimum": 0}
-_OBJECT: JsonObject = {"type": "object"}
-_KEY: JsonObject = {"type": "string", "description": "The event's key"}
-
-
-def _shared_schemas() -> JsonObject:
-    """The JSON shapes of the answers (and of the generic call's body)."""
-    details = {"description": "More, or null; validation_failed lists {path, message} items"}
-    error = {"code": {"type": "string", "enum": list(ERROR_CODES)}, "message": _TEXT}
-    step = {
-        "index": _COUNT,
-        "id": _TEXT,
-        "action": _TEXT,
-        "status": {"type": "string", "enum": list(STEP_STATUSES)},
-        "attempt": _COUNT,
-        "options": _nullable("object", description="The options it ran with"),
-        "output": _nullable("object"),
-        "error": _nullable("string"),
-        "started_at": _TIME,
-        "finished_at": _TIME_OR_NULL,
-    }
-    run = {
-        "id": _TEXT,
-        "automation": {"type": "string", "description": "api.<action> for an API call"},
-        "status": {"type": "string", "enum": list(RUN_STATUSES)},
-        "error": _nullable("string"),
-        "event_key": _TEXT,
-        "replay_of": _nullable("string"),
-        "started_at": _TIME,
-        "finished_at": _TIME_OR_NULL,
-        "steps": {"type": "array", "items": _ref("Step")},
-    }
-    event = {
-        "kind": _TEXT,
-        "provider": _TEXT,
-        "source": _TEXT,
-        "occurred_at": _TIME,
-        "submitted_by_connector": {"type": "boolean"},
-        "generation": _nullable("object", description="The generation, in the provider's form"),
-        "data": _OBJECT,
-    }
-    sample = {"id": _KEY, "trigger": _TEXT, "kind": _TEXT, "occurred_at": _TIME}
-    hook = {
-        "id": _TEXT,
-        "trigger": _TEXT,
-        "target_url": _TEXT,
-        "filter": _OBJECT,
-        "created_at": _TIME,
-        "pending": _COUNT,
-        "delivered": _COUNT,
-        "failed": _COUNT,
-        "last_error": _nullable("string"),
-        "last_status": _nullable("integer"),
-        "last_attempt_at": _TIME_OR_NULL,
-    }
-    secret = {"type": "string", "pattern": "^whsec_", "description": "Shown once: keep it"}
-    described = {
-        "key": _TEXT,
-        "title": _TEXT,
-        "description": _TEXT,
-        "options_schema": {**_OBJECT, "description": "JSON Schema 2020-12"},
-    }
-    subscribable = {"type": "boolean", "description": "false: it fires on its own schedule"}
-    return {
-        "Error": _object({"error": _object({**error, "details": details})}, "Not a 2xx"),
-        "Health": _object({"status": {"type": "string", "enum": ["ok", "degraded"]}}),
-        "HealthOrError": {"anyOf": [_ref("Health"), _ref("Error")]},
-        "OpenApiDocument": {"type": "object", "required": ["openapi", "info", "paths"]},
-        "Action": _object(described, "An action that can be called"),
-        "ActionList": _list("Action"),
-        "ActionOptions": {**_OBJECT, "description": "Its options: see its call_<key> operation"},
-        "Trigger": _object({**described, "subscribable": subscribable}, "A trigger"),
-        "TriggerList": _list("Trigger"),
-        "Step": _object(step, "One action step of a run"),
-        "Run": _object(run, "One automation run for one event"),
-        "RunResult": _object({"run": _ref("Run")}),
-        "RunsPage": _list("Run", paged=True),
-        "Event": _object({"id": _KEY, **event, "received_at": _TIME}, "A recorded event"),
-        "EventData": _object({"key": _TEXT, **event}, "An event as automations see it"),
-        "EventsPage": _list("Event", paged=True),
-        "Sample": _object({**sample, "data": _ref("EventData")}, "An event as a hook sends it"),
-        "SampleList": _list("Sample"),
-        "Hook": _object(hook, "A REST hook and how its deliveries went"),
-        "HookList": _list("Hook"),
-        "HookCreated": {"allOf": [_ref("Hook"), _object({"secret": secret})]},
-    }
-
-
-_FILTER_TEXT = "The trigger's options (its options_schema); null or {}: every event"
-
-
-# An http(s) URL with a host and no user name or password, as the server checks it (a
-# host without spaces or control characters; one with no IDNA form is refused too).
-TARGET_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s\\x00-\\x1f\\x7f-\\x9f]+([/?#][\\s\\S]*)?$"
-
-
-def _hook_create(registry: Registry) -> JsonObject:
-    """The body of createHook, as strict as the server: unknown keys, a trigger that
-    fires on its own schedule (no events to follow) or a bad URL are a 422."""
-    trigger: JsonObject = {"type": "string", "description": "A subscribable trigger's key"}
-    keys = sorted(key for key, spec in registry.triggers.items() if spec.matches is not None)
-    if keys:
-        trigger["enum"] = keys
-    url = {"type": "string", "maxLength": 2048, "pattern": TARGET_URL_PATTERN}
-    return {
-        "type": "object",
-        "required": ["trigger", "target_url"],
-        "properties": {
-            "trigger": trigger,
-            "target_url": url,
-            "filter": _nullable("object", description=_FILTER_TEXT),
-        },
-        "additionalProperties": False,
-    }
-
-
-_REPLAY_TEXT = "`true` when this answers an earlier call with the same Idempotency-Key"
-_HEADERS: JsonObject = {
-    "Location": {"description": "The path of what was made", "schema": {"type": "string"}},
-    "Idempotent-Replayed": {"description": _REPLAY_TEXT, "schema": {"enum": ["true"]}},
-}
 
 
 # ------------------------------------------------------------------ the document
@@ -474,7 +313,7 @@ def _response(response: Response) -> JsonObject:
             name: {"$ref": f"#/components/headers/{name}"} for name in response.headers
         }
     if response.schema is not None:
-        found["content"] = {"application/json": {"schema": _ref(response.schema)}}
+        found["content"] = {"application/json": {"schema": ref(response.schema)}}
     return found
 
 
@@ -496,7 +335,7 @@ def _operation(operation: Operation) -> JsonObject:
     if operation.body is not None:
         found["requestBody"] = {
             "required": operation.body_required,
-            "content": {"application/json": {"schema": _ref(operation.body)}},
+            "content": {"application/json": {"schema": ref(operation.body)}},
         }
     found["responses"] = {str(r.status): _response(r) for r in operation.responses}
     return found
@@ -512,10 +351,10 @@ _INFO = (
 def openapi_document(registry: Registry) -> dict[str, Any]:
     """The OpenAPI 3.1.0 document of the API, JSON-ready, for `registry`'s actions and
     triggers; the same registry gives the same document."""
-    schemas = _shared_schemas()
-    schemas["HookCreate"] = _hook_create(registry)
+    schemas = shared_schemas()
+    schemas["HookCreate"] = hook_create_schema(registry)
     for key, spec in sorted(registry.actions.items()):
-        schemas[options_schema_name(key)] = spec_schema(spec)
+        schemas[options_schema_name(key)] = call_options_schema(spec)
     paths: JsonObject = {}
     for operation in operations(registry):
         item = paths.setdefault(operation.path, {})
@@ -531,7 +370,7 @@ def openapi_document(registry: Registry) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "headers": _HEADERS,
+            "headers": HEADERS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -20,8 +20,8 @@ from referencing import Resource
 from referencing.jsonschema import DRAFT202012
 from schemathesis.core.result import Ok
 
+from connector.api.errors import ERROR_CODES
 from connector.api.openapi import (
-    ERROR_CODES,
     IDEMPOTENCY_KEY_PATTERN,
     OPERATIONS,
     action_operations,
@@ -29,6 +29,7 @@ from connector.api.openapi import (
     operations,
     options_schema_name,
 )
+from connector.api.schemas import call_options_schema
 from connector.automation.jsonschema import spec_schema
 from connector.automation.registry import Registry
 from connector.automation.specs import ActionSpec
@@ -170,11 +171,16 @@ def test_every_action_has_a_typed_call_whose_body_is_its_option_schema(
         method, path, operation = by_id[f"call_{key}"]
         assert (method, path) == ("POST", f"/api/v1/actions/{key}")
         body = operation["requestBody"]
-        assert body["required"] is False  # an empty body is {}
+        # An empty body is {}: refused (so required) only when an option is.
+        assert body["required"] is bool(call_options_schema(spec).get("required"))
         ref = body["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{options_schema_name(key)}"
-        assert document["components"]["schemas"][options_schema_name(key)] == spec_schema(spec)
-        statuses = {"200", "202", "400", "401", "403", "408", "409", "413", "415", "422", "503"}
+        options = document["components"]["schemas"][options_schema_name(key)]
+        assert options == call_options_schema(spec)
+        assert set(options["properties"]) == set(spec_schema(spec)["properties"]) - {"secret"}
+        assert "x-template" not in json.dumps(options)
+        assert "{{" not in json.dumps(options.get("examples", []))
+        statuses = {"200", "202", "400", "401", "403", "408", "413", "415", "422", "503"}
         assert set(operation["responses"]) == statuses
         assert [p["name"] for p in operation["parameters"]] == ["wait", "Idempotency-Key"]
 
@@ -206,7 +212,7 @@ def test_statuses_follow_what_each_operation_takes(document: dict[str, Any]) -> 
     assert statuses["replayRun"] == {"200", "202", "400", "401", "403", "404", "409", "503"}
     body = {"400", "401", "403", "408", "413", "415", "422", "503"}
     assert statuses["createHook"] == {"201", *body}
-    assert statuses["callAction"] == {"200", "202", "404", "409", *body}
+    assert statuses["callAction"] == {"200", "202", "404", *body}
     assert statuses["deleteHook"] == {"204", "400", "401", "403", "404", "503"}
     assert statuses["listTriggerSamples"] == {"200", "400", "401", "403", "404", "503"}
     assert "content" not in by_id["deleteHook"][2]["responses"]["204"]
@@ -437,4 +443,6 @@ def test_the_error_codes_are_the_designed_ones(document: dict[str, Any]) -> None
     code = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
     assert code["enum"] == list(ERROR_CODES)
     assert ERROR_CODES["validation_failed"] == ERROR_CODES["idempotency_key_reused"] == 422
-    assert ERROR_CODES["idempotency_conflict"] == ERROR_CODES["conflict"] == 409
+    assert ERROR_CODES["conflict"] == 409
+    # A call repeated while the first is in flight joins its run: no code says "wait".
+    assert "idempotency_conflict" not in ERROR_CODES
