@@ -357,7 +357,9 @@ class HookDeliverer:
             secret = self._store.hook_secret(hook.hook_id, generate_secret)
         except ValueError:
             return _Outcome(sent=False, go_on=False)  # removed meanwhile, with its rows
-        msg_id = f"msg_hook_{row.id}"
+        # Unique beyond this journal (receivers deduplicate on it): the hook's random id
+        # with the row's, the same on every retry of this delivery.
+        msg_id = f"msg_{row.hook_id}_{row.id}"
         timestamp = int(self._clock())
         try:
             signature = sign(secret, msg_id, timestamp, body)

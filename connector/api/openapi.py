@@ -152,14 +152,14 @@ def _op(
     unprocessable: str = "",
 ) -> Operation:
     """An operation (`head` is "METHOD path operationId") with the error statuses that
-    follow from what it takes: 400 for any parameter or body, 401 and 403 for a scope,
+    follow from what it takes: 400 always (a query parameter it does not take, or a
+    malformed one, or a body that is not a JSON object), 401 and 403 for a scope,
     408, 413 and 415 for a body, and 503 (the journal, or anything unexpected) always."""
     method, path, operation_id = head.split()
     errors: list[Response] = []
-    if parameters or body:
-        text = "invalid_request: a parameter is malformed or out of range"
-        text += ", or the body is not a JSON object" if body else ""
-        errors.append(Response(400, text, "Error"))
+    text = "invalid_request: a query parameter it does not take, or one malformed or out of "
+    text += "range" + (", or the body is not a JSON object" if body else "")
+    errors.append(Response(400, text, "Error"))
     if scope is not None:
         errors.append(Response(401, "unauthorized: no bearer token, or an unknown one", "Error"))
         errors.append(Response(403, f"forbidden: the token lacks the `{scope}` scope", "Error"))

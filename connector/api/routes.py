@@ -39,11 +39,12 @@ from connector.api.views import (
 from connector.automation.calls import check_call
 from connector.automation.jsonschema import spec_schema
 from connector.automation.model import ApiToken
-from connector.automation.options import check_options
+from connector.automation.options import check_options, schema_keys
 from connector.automation.problems import Problems, suggest
 from connector.automation.specs import TriggerSpec
 from connector.delivery.webhooks import generate_secret
 from connector.dispatch.runtime import Runtime
+from connector.events import ACTION_CALLED, RUN_FAILED
 from connector.ingress.payloads import load_json
 from connector.ingress.server import json_response, read_body
 from connector.journal.idempotency import IDEMPOTENCY_TTL
@@ -229,6 +230,14 @@ class ApiRoutes:
 
     async def list_events(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind") or None
+        if kind is not None:
+            kinds = self._event_kinds()
+            if kind not in kinds:
+                raise ApiError(
+                    400,
+                    f"kind {kind[:64]!r} is not an event kind{suggest(kind, kinds) or ''} "
+                    f"(kinds: {', '.join(kinds)})",
+                )
         limit = int(_number(request, "limit", 50, 1, 200, whole=True))
         rows = self.runtime.store.events_page(
             limit=limit + 1, kinds=[kind] if kind else None, before=_cursor(request)
@@ -236,6 +245,14 @@ class ApiRoutes:
         return json_response(
             _page(rows, limit, event_view, lambda r: encode_cursor(r.received_at, r.key)), 200
         )
+
+    def _event_kinds(self) -> list[str]:
+        """Every kind an event can have: the triggers' (a source fires its own key), and
+        the connector's own."""
+        kinds = {ACTION_CALLED, RUN_FAILED}
+        for spec in self.registry.triggers.values():
+            kinds |= set(spec.kinds or {spec.key})
+        return sorted(kinds)
 
     async def list_triggers(self, request: web.Request) -> web.Response:
         triggers = [
@@ -255,11 +272,14 @@ class ApiRoutes:
         limit = int(_number(request, "limit", 10, 1, 100, whole=True))
         options = spec.schema({}) if spec.matches is not None else {}
         items: list[dict[str, Any]] = []
-        rows = self.runtime.store.events_page(limit=SAMPLE_SCAN, kinds=spec.kinds, before=None)
+        # A trigger that fires on its own (schedule, credits_low) has no kinds to match:
+        # its events are of its own kind.
+        kinds = spec.kinds or frozenset({spec.key})
+        rows = self.runtime.store.events_page(limit=SAMPLE_SCAN, kinds=kinds, before=None)
+        # Seeds (what existed at the first start) are samples too: a polling tool
+        # dedupes on `id`, and at set-up real tracks show the shape best.
         for row in rows:
             event = row.to_event()
-            if event.source == "seed" and spec.matches is None:
-                continue
             if spec.matches is not None:
                 try:
                     if not spec.matches(event, options):
@@ -296,11 +316,14 @@ class ApiRoutes:
     async def create_hook(self, request: web.Request) -> web.Response:
         body = await self._json_object(request, empty_ok=False)
         problems: list[dict[str, str]] = []
+        trigger = body.get("trigger")
+        spec = self.registry.triggers.get(trigger) if isinstance(trigger, str) else None
         unknown = sorted(set(body) - {"trigger", "target_url", "filter"})
         for name in unknown:
             hint = suggest(name, ["trigger", "target_url", "filter"]) or ""
+            if not hint and spec is not None and name in schema_keys(spec.schema):
+                hint = f" ({name!r} is an option of {trigger!r}: put it under 'filter')"
             problems.append({"path": name, "message": f"is not a field of a hook{hint}"})
-        trigger = body.get("trigger")
         target = body.get("target_url")
         given_filter = body.get("filter", {})
         if given_filter is None:
@@ -415,6 +438,12 @@ def _idempotency_key(request: web.Request) -> str | None:
     if not values:
         return None
     value = values[0]
+    if "{{" in value or "}}" in value:
+        raise ApiError(
+            400,
+            "Idempotency-Key looks like an expression that was not evaluated (it holds {{ }}): "
+            "in n8n, switch the header's value to Expression",
+        )
     if (
         len(values) > 1
         or not 1 <= len(value) <= 255

@@ -29,7 +29,8 @@ from connector.api.errors import ApiError, error_response
 from connector.api.hooks import HookDeliverer
 from connector.api.openapi import OPERATIONS, Operation
 from connector.api.routes import CALLER, ApiRoutes
-from connector.automation.model import ApiConfig
+from connector.automation.model import ApiConfig, ApiToken
+from connector.automation.problems import suggest
 from connector.dispatch.runtime import Runtime
 from connector.ingress.logs import AccessLogger, RedactingLogger, Redactor
 from connector.ingress.server import GuardedServer, Reject, phrase
@@ -61,6 +62,15 @@ def _scrubbed(redact: Redactor, value: Any) -> Any:
     if isinstance(value, dict):
         return {_scrubbed(redact, k): _scrubbed(redact, v) for k, v in value.items()}
     return value
+
+
+def _check_query(request: web.Request, takes: list[str]) -> None:
+    """ApiError 400 for a query parameter the operation does not take."""
+    for name in request.query:
+        if name not in takes:
+            hint = suggest(name, takes) or ""
+            these = f"it takes {', '.join(takes)}" if takes else "it takes none"
+            raise ApiError(400, f"unknown query parameter {name[:64]!r}{hint} ({these})")
 
 
 class ApiListener:
@@ -153,19 +163,38 @@ class ApiListener:
         return app
 
     def _guard(self, operation: Operation, handler: Handler) -> Handler:
-        """The handler behind the token and scope check its operation declares."""
+        """The handler behind the token and scope check its operation declares, and the
+        query parameters it takes (a misspelt `wiat=60` must not pass unnoticed). Each
+        refusal is logged at INFO: who, what, why (never a token)."""
         scope = operation.scope
+        takes = sorted(p.name for p in operation.parameters if p.location == "query")
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if scope is not None:
-                token = self._auth.authenticate(request.headers.get("Authorization"))
-                self._auth.require(token, scope)
+            token: ApiToken | None = None
+            try:
+                if scope is not None:
+                    token = self._auth.authenticate(request.headers.get("Authorization"))
+                    self._auth.require(token, scope)
+                _check_query(request, takes)
+                if token is None:
+                    return await handler(request)
                 caller = CALLER.set(token)
                 try:
                     return await handler(request)
                 finally:
                     CALLER.reset(caller)
-            return await handler(request)
+            except ApiError as err:
+                self._log.info(
+                    "%s %s from %s%s: %d %s: %s",
+                    request.method,
+                    request.path,
+                    request.remote,
+                    f" ({token.name})" if token is not None else "",
+                    err.status,
+                    err.code,
+                    err.message,
+                )
+                raise
 
         return guarded
 
@@ -185,10 +214,6 @@ class ApiListener:
         try:
             return await handler(request)
         except ApiError as err:
-            if err.status == 401:
-                self._log.info(
-                    "%s %s from %s: %s", request.method, request.path, request.remote, err.message
-                )
             # Messages may quote what the caller sent (a key, a path): never a secret.
             err.message = self._redact(err.message)
             err.details = _scrubbed(self._redact, err.details)
@@ -202,13 +227,15 @@ class ApiListener:
             # The router's 404 and 405; 405 keeps its Allow header.
             status = exc.status if exc.status < 500 else 503
             headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-            message = (
-                "no such path (the operations are listed at /api/v1/openapi.json)"
-                if status == 404
-                else f"{request.method} is not allowed here"
-                if status == 405
-                else phrase(status)
-            )
+            allowed = exc.headers.get("Allow", "")
+            if status == 404:
+                message = "no such path (the operations are listed at /api/v1/openapi.json)"
+                if len(request.path) > 1 and request.path.endswith("/"):
+                    message = "no such path: leave out the trailing slash"
+            elif status == 405:
+                message = f"{request.method} is not allowed here: use {allowed or 'another'}"
+            else:
+                message = phrase(status)
             return error_response(ApiError(status, message, headers=headers))
         except asyncio.CancelledError:
             raise

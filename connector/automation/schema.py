@@ -92,7 +92,13 @@ def host_port(value: Any) -> tuple[str, int]:
     message = f'must be "host:port" with a port from 1 to 65535 (got {shown(value)})'
     if not isinstance(value, str):
         raise vol.Invalid(message)
-    host, _, port = value.strip().rpartition(":")
+    text = value.strip()
+    if "://" in text or "/" in text:
+        # A URL where an address is wanted: the listener would fail to resolve its "host".
+        raise vol.Invalid(
+            f'must be "host:port", not a URL (got {shown(value)}; write e.g. 127.0.0.1:8124)'
+        )
+    host, _, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # "[::]:8123"
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise vol.Invalid(message)

@@ -128,7 +128,7 @@ async def test_a_completed_track_is_posted_once_signed_to_its_subscriber(
         samples = await api.client.get("/api/v1/triggers/track_completed/samples")
         assert samples.body["items"][0] == payload
         assert hit.headers["Content-Type"] == "application/json"
-        assert hit.headers["webhook-id"].startswith("msg_hook_")
+        assert hit.headers["webhook-id"].startswith(f"msg_{hook['id']}_")
         with pytest.raises(WebhookVerificationError):
             Webhook(other["secret"]).verify(hit.body, hit.headers)  # signed with its own
 

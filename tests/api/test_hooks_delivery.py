@@ -186,7 +186,7 @@ async def test_a_delivery_is_signed_as_standard_webhooks_asks(
     assert await deliverer.deliver_due() == 1
     (hit,) = receiver.hits
     (row,) = store.deliveries("h1")
-    assert hit.headers["webhook-id"] == f"msg_hook_{row.id}"
+    assert hit.headers["webhook-id"] == f"msg_{row.hook_id}_{row.id}"
     assert hit.headers["Content-Type"] == "application/json"
     assert hit.headers["User-Agent"] == USER_AGENT
     body = Webhook(secret).verify(hit.body, hit.headers)
@@ -226,7 +226,9 @@ async def test_a_500_is_retried_later_under_the_same_webhook_id(
     clock.advance(11.5)
     assert await deliverer.deliver_due() == 1
     first, second = receiver.hits
-    assert first.headers["webhook-id"] == second.headers["webhook-id"] == f"msg_hook_{row.id}"
+    assert (
+        first.headers["webhook-id"] == second.headers["webhook-id"] == f"msg_{row.hook_id}_{row.id}"
+    )
     assert first.headers["webhook-timestamp"] != second.headers["webhook-timestamp"]
     assert first.headers["webhook-signature"] != second.headers["webhook-signature"]
     for hit in (first, second):

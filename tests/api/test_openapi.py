@@ -205,9 +205,10 @@ def test_the_generic_call_takes_any_key_and_answers_404_for_an_unknown_one(
 def test_statuses_follow_what_each_operation_takes(document: dict[str, Any]) -> None:
     by_id = _operations(document)
     statuses = {op_id: set(op["responses"]) for op_id, (_, _, op) in by_id.items()}
-    assert statuses["getOpenApi"] == {"200", "503"}
-    assert statuses["getHealth"] == {"200", "503"}
-    assert statuses["listHooks"] == {"200", "401", "403", "503"}
+    # 400 everywhere: a query parameter an operation does not take is refused.
+    assert statuses["getOpenApi"] == {"200", "400", "503"}
+    assert statuses["getHealth"] == {"200", "400", "503"}
+    assert statuses["listHooks"] == {"200", "400", "401", "403", "503"}
     assert statuses["getRun"] == {"200", "400", "401", "403", "404", "503"}
     assert statuses["replayRun"] == {"200", "202", "400", "401", "403", "404", "409", "503"}
     body = {"400", "401", "403", "408", "413", "415", "422", "503"}

@@ -576,3 +576,19 @@ def test_ftconnect_check_reports_an_api_problem(tmp_path: Path) -> None:
         "a.yaml, line 7: api.tokens[1].token is the same as api.tokens[0].token (line 6): "
         "give each client its own",
     ]
+
+
+@pytest.mark.parametrize("section", ["api", "webhook"])
+def test_a_url_where_an_address_is_wanted_is_a_problem_before_run_trips_on_it(
+    section: str,
+) -> None:
+    tokens = f"\n          tokens:\n            - name: n8n\n              token: {N8N}"
+    found = problems(
+        f"""
+        {section}:
+          listen: http://127.0.0.1:8124{tokens if section == "api" else ""}
+        """
+    )
+    [line] = [line for line in found if f"{section}.listen" in line]
+    assert "not a URL" in line
+    assert "write e.g. 127.0.0.1:8124" in line
