@@ -7,10 +7,12 @@ range, never a default silently used), answers the shapes of
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
@@ -57,6 +59,8 @@ MAX_BODY = 64 * 1024
 BODY_READ_TIMEOUT = 10.0
 MAX_WAIT = 300.0
 MAX_TARGET_URL = 2048
+MAX_HOOKS = 100  # subscriptions at once: each dead target costs a timeout per pass
+_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
 # How far back the samples of a trigger with filters look for matching events.
 SAMPLE_SCAN = 500
@@ -87,6 +91,8 @@ class ApiRoutes:
         self.max_body = max_body
         self._log = log
         self._document: dict[str, Any] | None = None
+        # Set when the API stops: callers waiting on a run are answered at once.
+        self.stopping = asyncio.Event()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -157,10 +163,9 @@ class ApiRoutes:
         _spec, validated = checked
         token = CALLER.get()
         event_key: str | None = None
-        replayed = False
         if idempotency_key is not None:
             body_hash = _hash(key, options)
-            row, claimed = self.runtime.store.claim_idempotency(
+            row, _claimed = self.runtime.store.claim_idempotency(
                 token.name,
                 idempotency_key,
                 body_hash,
@@ -174,16 +179,24 @@ class ApiRoutes:
                     "or other options; use a new key for a new request",
                     code="idempotency_key_reused",
                 )
-            event_key, replayed = row.event_key, not claimed
+            event_key = row.event_key
         try:
             run_id, new = await self.runtime.call_action(
                 key, validated, event_key=event_key, requested_by=token.name
             )
         except RuntimeError as err:
             raise ApiError(503, f"not accepting calls now ({err}); retry later") from err
-        replayed = replayed or not new
+        # Whether this call started the run, as the journal says: a first try that
+        # claimed its key but never got recorded (a crash) is not a replay.
+        replayed = not new
         if wait > 0:
-            await self.runtime.wait_for_run(run_id, wait)
+            # Until the run ends, `wait` runs out, or the API stops: a waiting caller
+            # still gets its run's Location, never a dropped connection.
+            ended = asyncio.ensure_future(self.runtime.wait_for_run(run_id, wait))
+            stopping = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait((ended, stopping), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (ended, stopping):
+                waiter.cancel()
         headers = {"Location": f"/api/v1/runs/{run_id}"}
         if replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -347,8 +360,14 @@ class ApiRoutes:
             )
         assert isinstance(trigger, str)
         assert isinstance(target, str)
-        hook_id = f"hook_{secrets.token_hex(8)}"
         store = self.runtime.store
+        if len(store.hooks()) >= MAX_HOOKS:
+            raise ApiError(
+                422,
+                f"there are {MAX_HOOKS} hooks already, the most at once: delete one first",
+                details=[{"path": "(body)", "message": f"at most {MAX_HOOKS} hooks"}],
+            )
+        hook_id = f"hook_{secrets.token_hex(8)}"
         row = store.add_hook(hook_id, trigger, target, validated, CALLER.get().name)
         secret = store.hook_secret(hook_id, generate_secret)
         register_secret(secret)
@@ -402,10 +421,9 @@ def _number(
     problem = ApiError(400, f"{name} must be {what} from {low:g} to {high:g}")
     if len(values) > 1:
         raise problem
-    try:
-        value = int(values[0]) if whole else float(values[0])
-    except ValueError:
-        raise problem from None
+    if not _DECIMAL.fullmatch(values[0]) or (whole and "." in values[0]):
+        raise problem  # int() and float() take "1_0", " 1", "1e3": the document does not
+    value = int(values[0]) if whole else float(values[0])
     if not math.isfinite(value) or not low <= value <= high:
         raise problem
     return value

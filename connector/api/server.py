@@ -131,6 +131,10 @@ class ApiListener:
         self._log.info("HTTP API on %s/api/v1 (document: /api/v1/openapi.json)", self._url())
 
     async def stop(self) -> None:
+        """Stop serving: callers waiting on a run (`?wait=`) are answered first (202 and
+        its Location), then requests in flight get `SHUTDOWN_TIMEOUT` seconds."""
+        self.routes.stopping.set()
+        await asyncio.sleep(0)  # let the waiting handlers answer before the drain
         if await self._server.stop():
             self._log.info("HTTP API on %s stopped", self._url())
 

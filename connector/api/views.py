@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from connector.journal.codec import epoch, iso
 from connector.journal.events import EventRow
@@ -71,10 +72,13 @@ def event_view(row: EventRow) -> dict[str, Any]:
 
 
 def hook_view(row: HookRow, *, secret: str | None = None) -> dict[str, Any]:
+    """A hook as the API shows it. Its target URL in full only with its secret (the
+    answer that creates it): a catch URL's path or query is often its credential, and
+    any token that reads may list the hooks; later, scheme, host and port say which."""
     view: dict[str, Any] = {
         "id": row.hook_id,
         "trigger": row.trigger,
-        "target_url": row.target_url,
+        "target_url": row.target_url if secret is not None else masked_url(row.target_url),
         "filter": dict(row.filter),
         "created_at": iso(row.created_at),
         "pending": row.pending,
@@ -87,6 +91,19 @@ def hook_view(row: HookRow, *, secret: str | None = None) -> dict[str, Any]:
     if secret is not None:
         view["secret"] = secret
     return view
+
+
+def masked_url(url: str) -> str:
+    """`scheme://host:port/…`: where a URL goes, without its path, query or user."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "…"
+    host = f"[{host}]" if ":" in host else host
+    rest = "/…" if (parts.path not in ("", "/") or parts.query or parts.fragment) else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
 
 
 def page(items: Sequence[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:

@@ -128,7 +128,8 @@ async def _run(
         if connector.sandbox is not None:
             print(
                 "No Finetuning.ai API key configured: running against the embedded sandbox at "
-                f"{connector.sandbox.url} (no account, no credits; a temporary journal).",
+                f"{connector.sandbox.url} (no account, no credits; a temporary journal: "
+                "runs, hooks and Idempotency-Keys last until it stops, state_dir is not used).",
                 file=out,
                 flush=True,
             )

@@ -18,6 +18,8 @@ from connector.providers.finetuning.models import Generation
 from connector.providers.tempolor.models import TempolorJob
 
 _NOT_FINITE = "not JSON: numbers must be finite"
+# Objects and arrays nested deeper than this are refused: no payload or call needs more.
+MAX_DEPTH = 32
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -60,18 +62,22 @@ def _check_strings(data: Any) -> None:
     `surrogatepass`, surrogates encoded as UTF-8 bytes) give strings holding a
     lone surrogate: not text, and the journal fails to store them, which would
     answer 503 "retry later" to input that can never succeed. Iterative, as a
-    body nested as deep as the parser allows must not hit the recursion limit.
+    body nested as deep as the parser allows must not hit the recursion limit;
+    and past `MAX_DEPTH` levels it is refused, as everything that walks it later
+    (templates, validation, the journal's encoder) is recursive.
     """
-    pending = [data]
+    pending: list[tuple[Any, int]] = [(data, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH and isinstance(item, dict | list):
+            raise Reject(400, f"not JSON we take: nested deeper than {MAX_DEPTH} levels")
         if isinstance(item, str):
             strings: list[str] = [item]
         elif isinstance(item, dict):
             strings = [key for key in item if isinstance(key, str)]
-            pending.extend(item.values())
+            pending.extend((value, depth + 1) for value in item.values())
         elif isinstance(item, list):
-            pending.extend(item)
+            pending.extend((value, depth + 1) for value in item)
             continue
         else:
             continue

@@ -203,6 +203,8 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
         # The API lists an event's runs, and retention asks whether an event has any.
         "CREATE INDEX runs_by_event ON runs (event_key)",
+        # GET /api/v1/runs?automation= (and `ftconnect runs --automation`), newest first.
+        "CREATE INDEX runs_by_automation ON runs (automation_id, started_at)",
     ),
 )
 
