@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from connector.api.auth import Authenticator
-from connector.api.errors import ApiError, error_response
+from connector.api.errors import CODES, ApiError, error_response
 from connector.api.hooks import HookDeliverer
 from connector.api.openapi import OPERATIONS, Operation
 from connector.api.routes import CALLER, ApiRoutes
@@ -99,7 +99,10 @@ class ApiListener:
             folder = source.parent if source is not None else Path.cwd()
         self.routes = ApiRoutes(runtime, hooks, base_dir=folder, log=self._log)
         self._server = GuardedServer(
-            name="API listener", log=self._log, server_options=self.server_options
+            name="API listener",
+            log=self._log,
+            server_options=self.server_options,
+            error_body=self._error_body,
         )
 
     def __repr__(self) -> str:
@@ -162,7 +165,7 @@ class ApiListener:
                 operation.method,
                 operation.path,
                 self._guard(operation, handler),
-                expect_handler=self._expect,
+                expect_handler=self._expect_for(operation),
             )
         return app
 
@@ -202,15 +205,68 @@ class ApiListener:
 
         return guarded
 
-    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
-        """`Expect: 100-continue` answered without quoting the header; anything else 417."""
-        if request.headers.get("Expect", "").lower() != "100-continue" or (
-            request.version < (1, 1)
-        ):
-            return error_response(ApiError(417, "only `Expect: 100-continue` is understood"))
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
-        return None
+    def _expect_for(
+        self, operation: Operation
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
+        """`Expect:` for one operation: `100 Continue` only to a caller `_guard` lets
+        through (token, scope, query), anything but `100-continue` 417; never quoting it.
+
+        aiohttp runs this before any middleware, and a client that waits for
+        `100 Continue` sends its body only then: said before the checks, it would
+        invite anyone to upload. A refusal closes the connection, since the body
+        the client held back is not wanted.
+        """
+        scope = operation.scope
+        takes = sorted(p.name for p in operation.parameters if p.location == "query")
+
+        async def expect(request: web.Request) -> web.StreamResponse | None:
+            if request.headers.get("Expect", "").lower() != "100-continue" or (
+                request.version < (1, 1)
+            ):
+                return error_response(ApiError(417, "only `Expect: 100-continue` is understood"))
+            token: ApiToken | None = None
+            try:
+                if scope is not None:
+                    token = self._auth.authenticate(request.headers.get("Authorization"))
+                    self._auth.require(token, scope)
+                _check_query(request, takes)
+            except ApiError as err:
+                err.message = self._redact(err.message)
+                self._log.info(
+                    "%s %s from %s%s, before its body (Expect: 100-continue): %d %s: %s",
+                    request.method,
+                    request.path,
+                    request.remote,
+                    f" ({token.name})" if token is not None else "",
+                    err.status,
+                    err.code,
+                    err.message,
+                )
+                response = error_response(err)
+                response.force_close()
+                return response
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer's own bytes are still to come
+            return None
+
+        return expect
+
+    @staticmethod
+    def _error_body(status: int, text: str) -> dict[str, Any]:
+        """The API's error shape for the answers the hardened server gives itself: a
+        request aiohttp cannot parse, an unknown expectation off the routes, the 503 at
+        the connection cap. `text` quotes nothing of the request."""
+        code = CODES.get(status) or ("invalid_request" if status < 500 else "unavailable")
+        message = text
+        if status == 417:  # as the routes' own 417
+            message = "only `Expect: 100-continue` is understood"
+        elif status == 400:
+            message = (
+                f"{text}: not well-formed HTTP/1.1 (a malformed request line or header, a "
+                "header line over 8190 bytes, too many headers, broken chunking, or a "
+                "Content-Encoding the server cannot decode)"
+            )
+        return {"error": {"code": code, "message": message, "details": None}}
 
     @web.middleware
     async def _answer_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from connector.ingress.server import OVERLOAD_LOG_INTERVAL, Throttle
+from connector.ingress.connections import OVERLOAD_LOG_INTERVAL, Throttle
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -9,7 +9,10 @@ itself. At most `max_connections` are served at once: past that the connection
 idle the longest is closed to make room, since attackers and the real sender may
 share an address and the newest connection is the likeliest to be a real
 request. Protocol errors are answered with a fixed body (aiohttp's own 400
-quotes the request line, secrets in its query string and all).
+quotes the request line, secrets in its query string and all), in the shape the
+listener's other errors have (`error_body`), and what a client breaks is logged
+at DEBUG: aiohttp logs a broken body at ERROR with a traceback, which would let
+anyone fill the log.
 
 `GuardedServer` serves one aiohttp application that way; the webhook listener
 (`connector.ingress.webhooks`) is built on it. Its loggers come from the
@@ -27,12 +30,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
+from connector.ingress.connections import (
+    Connections,
+    ErrorBody,
+    busy_answer,
+    peer,
+    plain_error,
+)
 from connector.redaction import finite
 
 # Time in-flight requests get to finish on stop().
@@ -48,12 +60,14 @@ HEADER_TIMEOUT = 10.0
 MAX_CONNECTIONS = 512
 # Pending connections the kernel queues for accept() (aiohttp's TCPSite default).
 BACKLOG = 128
-# The "at the connection cap" warning and the out-of-resource accept errors are
-# logged at most once per this many seconds, with a count.
-OVERLOAD_LOG_INTERVAL = 60.0
 REASON_MAX = 200
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# What only a client's bytes cause: a message the parser refused (a bad line or
+# header, bad chunking, an undecodable Content-Encoding: `BadHttpMessage`), or a
+# body that broke while read (`RequestPayloadError` wraps those). The same classes
+# from aiohttp 3.11 to 3.14.
+CLIENT_FAULTS: tuple[type[BaseException], ...] = (BadHttpMessage, web.RequestPayloadError)
 
 
 class Reject(Exception):
@@ -113,217 +127,6 @@ async def read_body(
     return bytes(body)
 
 
-# -- connections: deadlines, a cap, and error answers that quote nothing ------------------
-
-
-class Throttle:
-    """Reports the first of a burst of like events at once, then at most once per `interval`.
-
-    `report(count)` gets how many events happened since the previous report. A
-    flood (a thousand connections over the cap, an accept() failing in a loop)
-    is then a line a minute that says how big it was, not a line per event:
-    the log is a resource a hostile client must not be able to exhaust either.
-    """
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, interval: float, report: Callable[[int], None]
-    ) -> None:
-        self._loop = loop
-        self._interval = interval
-        self._report = report
-        self._count = 0
-        self._timer: asyncio.TimerHandle | None = None
-
-    def hit(self) -> None:
-        """Count one event; report now unless a report went out less than `interval` ago."""
-        self._count += 1
-        if self._timer is None:
-            self._emit()
-
-    def close(self) -> None:
-        """Stop the timer, reporting what was counted since the last report."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._count:
-            count, self._count = self._count, 0
-            self._report(count)
-
-    def _emit(self) -> None:
-        count, self._count = self._count, 0
-        self._timer = self._loop.call_later(self._interval, self._tick)
-        self._report(count)
-
-    def _tick(self) -> None:
-        self._timer = None
-        if self._count:
-            self._emit()
-
-
-class _Connection:
-    """One served connection: its transport, whether it is in a request, its idle deadline."""
-
-    __slots__ = ("busy", "timer", "transport")
-
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.busy = 0
-        self.timer: asyncio.TimerHandle | None = None
-
-
-# What a connection turned away at the cap hears before it is closed: a sender
-# that retries on 503 will, and nothing in it comes from the request.
-_BUSY_BODY = b'{"error": "too busy, retry later"}'
-_BUSY_ANSWER = (
-    b"HTTP/1.1 503 Service Unavailable\r\n"
-    b"Content-Type: application/json\r\n"
-    b"Content-Length: %d\r\n"
-    b"Connection: close\r\n"
-    b"\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
-)
-
-
-class Connections:
-    """The open connections of one listener: an idle deadline on each, a cap on their number.
-
-    A connection is idle from its opening until a request's headers are in (the
-    listener's middleware then calls `busy`), and again from the end of the
-    request's handling (`idle`): while idle it has `header_timeout` seconds to
-    start a request, or it is closed. So a client that connects and says nothing,
-    or trickles its headers a byte at a time, holds its socket for
-    `header_timeout` seconds at most, and a request's body has the handlers'
-    own `BODY_READ_TIMEOUT`.
-
-    At most `max_connections` are open at once. A new connection past the cap
-    closes the one idle the longest rather than being refused: attackers and the
-    real sender may all come from one address (a proxy, a tunnel, 127.0.0.1),
-    so refusing newcomers would let a flood of idle sockets lock the sender out,
-    while evicting the idlest costs an attacker its oldest socket and costs a
-    real client nothing (it connects and sends at once, so it is never the
-    idlest for long). A connection in a request is never evicted; only when all
-    of them are does a newcomer get a 503 and the door.
-    """
-
-    def __init__(
-        self,
-        *,
-        loop: asyncio.AbstractEventLoop,
-        header_timeout: float,
-        max_connections: int,
-        log: logging.LoggerAdapter[logging.Logger],
-        name: str = "listener",
-    ) -> None:
-        self._name = name
-        self._loop = loop
-        self._header_timeout = header_timeout
-        self._max = max_connections
-        self._log = log
-        self._open: dict[asyncio.BaseTransport, _Connection] = {}
-        # The idle ones, idle the longest first (dicts keep insertion order).
-        self._idle: dict[asyncio.BaseTransport, None] = {}
-        self.evicted = 0
-        self.refused = 0
-        self._reported = (0, 0)  # (evicted, refused) as of the last overload report
-        self._overload = Throttle(loop, OVERLOAD_LOG_INTERVAL, self._report_overload)
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def opened(self, transport: asyncio.BaseTransport) -> None:
-        """A new connection: make room for it if at the cap, then start its idle deadline."""
-        if len(self._open) >= self._max:
-            if not self._idle:
-                self.refused += 1
-                self._overload.hit()
-                if isinstance(transport, asyncio.WriteTransport):
-                    transport.write(_BUSY_ANSWER)
-                transport.close()
-                return
-            self.evicted += 1
-            self._overload.hit()
-            self._drop(next(iter(self._idle)))
-        connection = _Connection(transport)
-        self._open[transport] = connection
-        self._set_idle(connection)
-
-    def closed(self, transport: asyncio.BaseTransport) -> None:
-        """The connection is gone (whoever closed it): forget it."""
-        connection = self._open.pop(transport, None)
-        if connection is not None:
-            self._forget(connection)
-
-    def busy(self, transport: asyncio.BaseTransport) -> None:
-        """A request's headers are in: no deadline, no eviction, until `idle`."""
-        connection = self._open.get(transport)
-        if connection is None:
-            return
-        connection.busy += 1
-        self._forget(connection)
-
-    def idle(self, transport: asyncio.BaseTransport) -> None:
-        """The request was handled: the next one's headers are due within the deadline."""
-        connection = self._open.get(transport)
-        if connection is None or connection.busy == 0:
-            return
-        connection.busy -= 1
-        if connection.busy == 0:
-            self._set_idle(connection)
-
-    def close_all(self) -> None:
-        """Close every connection and stop every timer (the listener stops)."""
-        for transport in list(self._open):
-            self._drop(transport)
-        self._overload.close()
-
-    def _set_idle(self, connection: _Connection) -> None:
-        self._idle[connection.transport] = None
-        connection.timer = self._loop.call_later(
-            self._header_timeout, self._expire, connection.transport
-        )
-
-    def _forget(self, connection: _Connection) -> None:
-        self._idle.pop(connection.transport, None)
-        if connection.timer is not None:
-            connection.timer.cancel()
-            connection.timer = None
-
-    def _expire(self, transport: asyncio.BaseTransport) -> None:
-        connection = self._open.get(transport)
-        if connection is None or connection.busy:
-            return
-        self._log.debug(
-            "closed a connection from %s: no request within %g s",
-            _peer(transport),
-            self._header_timeout,
-        )
-        self._drop(transport)
-
-    def _drop(self, transport: asyncio.BaseTransport) -> None:
-        """Forget a connection and close it (its `closed` comes later and finds nothing)."""
-        self.closed(transport)
-        transport.close()
-
-    def _report_overload(self, count: int) -> None:
-        evicted, refused = self.evicted - self._reported[0], self.refused - self._reported[1]
-        self._reported = (self.evicted, self.refused)
-        self._log.warning(
-            "%s full (%d connections): %d idle connection(s) closed to make "
-            "room and %d new one(s) refused since the last report (at most one every %g s)",
-            self._name,
-            self._max,
-            evicted,
-            refused,
-            OVERLOAD_LOG_INTERVAL,
-        )
-
-
-def _peer(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return "an unknown peer"
-
-
 class GuardedRequestHandler(web.RequestHandler):
     """aiohttp's per-connection protocol, tracked by `Connections`, its error answers fixed.
 
@@ -344,7 +147,8 @@ class GuardedRequestHandler(web.RequestHandler):
     a request it could not parse (the status it chose, usually 400, and a
     message quoting the request line) and for an exception a handler let
     through (500; 504 for a timeout), with `request.writer.output_size` telling
-    whether an answer already started.
+    whether an answer already started; and `log_exception(*args, exc_info=...)`,
+    through which it logs every exception it catches itself.
     """
 
     def __init__(
@@ -353,11 +157,13 @@ class GuardedRequestHandler(web.RequestHandler):
         *,
         loop: asyncio.AbstractEventLoop,
         connections: Connections,
+        error_body: ErrorBody = plain_error,
         **options: Any,
     ) -> None:
         super().__init__(manager, loop=loop, **options)
         self._tracker = connections
         self._tracked: asyncio.BaseTransport | None = None
+        self._error_body = error_body
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Serve the connection, and count it (which may evict another or refuse this one)."""
@@ -386,23 +192,58 @@ class GuardedRequestHandler(web.RequestHandler):
         aiohttp's own puts `message` in the body, and for a bad request line
         that is the line itself, `?token=...` included. A 5xx (an exception
         that got past the listener's middleware) is a 503 like every other
-        failure on our side. A protocol error is the client's doing, so it is
-        logged at DEBUG, where aiohttp logs a traceback at ERROR: a client
-        sending garbage must not be able to fill the log.
+        failure on our side, unless the exception is one only a client causes
+        (a handler that read a broken body and let the error through): that is
+        a 400. A protocol error is the client's doing, so it is logged at
+        DEBUG, where aiohttp logs a traceback at ERROR: a client sending
+        garbage must not be able to fill the log.
         """
-        if status >= 500:
+        if status >= 500 and not isinstance(exc, CLIENT_FAULTS):
             self.log_exception("error handling a request from %s", request.remote, exc_info=exc)
             status, text = 503, "internal error, retry later"
         else:
+            status = 400 if status >= 500 else status
             # `exc` quotes the request line; the server logger redacts the token from it.
             self.logger.debug("bad request from %s (%s): %s", request.remote, status, exc)
             text = "bad request" if status == 400 else phrase(status)
         if request.writer.output_size > 0:
             # Part of an answer already went out: the connection is beyond repair.
             raise ConnectionError("an answer was partly sent; cannot send the error answer")
-        response = json_response({"error": text}, status)
+        response = json_response(self._error_body(status, text), status)
         response.force_close()
         return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's ERROR with a traceback, except for what only a client causes.
+
+        After answering, aiohttp reads what is left of a request's body to keep
+        the connection: a body that cannot be decoded fails again there, and
+        aiohttp logs it as an "Unhandled exception". That is a client's doing,
+        no token needed (a 401 comes first, the drain after), so it is one DEBUG
+        line; whatever else aiohttp catches (a bug of ours) is still an ERROR
+        with its traceback.
+        """
+        exc = _logged_exception(kw.get("exc_info", True))
+        if isinstance(exc, CLIENT_FAULTS):
+            transport = self.transport
+            self.logger.debug(
+                "dropped a malformed request from %s: %s: %s",
+                peer(transport) if transport is not None else "an unknown peer",
+                type(exc).__name__,
+                " ".join(str(exc).split())[:REASON_MAX],
+            )
+            return
+        super().log_exception(*args, **kw)
+
+
+def _logged_exception(exc_info: object) -> BaseException | None:
+    """The exception a logging call's `exc_info` stands for (True: the one being handled)."""
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        found = exc_info[1]
+        return found if isinstance(found, BaseException) else None
+    return sys.exc_info()[1] if exc_info is True else None
 
 
 def phrase(status: int) -> str:
@@ -414,6 +255,7 @@ def phrase(status: int) -> str:
 
 def no_echo(
     handle: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    error_body: ErrorBody = plain_error,
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
     """The application's entry point, with what escapes its middlewares answered as JSON.
 
@@ -426,7 +268,7 @@ def no_echo(
             return await handle(request)
         except web.HTTPException as exc:
             status = exc.status if exc.status < 500 else 503
-            return json_response({"error": phrase(status).lower()}, status)
+            return json_response(error_body(status, phrase(status)), status)
 
     return handle_request
 
@@ -439,7 +281,9 @@ class GuardedServer:
     runner still builds the application's `web.Server`, which the handlers
     register with, so `stop()` drains them as before. The application must
     include `in_request` among its middlewares (first), so a connection counts
-    as busy while its request is handled.
+    as busy while its request is handled. `error_body` shapes the answers the
+    server gives itself (protocol errors, an unknown expectation, the 503 at
+    the cap) like the application's own errors; by default `{"error": text}`.
     """
 
     def __init__(
@@ -448,10 +292,13 @@ class GuardedServer:
         name: str,
         log: logging.LoggerAdapter[logging.Logger],
         server_options: Callable[[], dict[str, Any]],
+        error_body: ErrorBody = plain_error,
     ) -> None:
         self.name = name
         self._log = log
         self._server_options = server_options
+        self._error_body = error_body
+        self._busy_answer = busy_answer(error_body)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._connections: Connections | None = None
@@ -485,6 +332,7 @@ class GuardedServer:
             max_connections=max_connections,
             log=self._log,
             name=self.name,
+            busy=self._busy_answer,
         )
         runner = web.AppRunner(
             app,
@@ -496,11 +344,17 @@ class GuardedServer:
         try:
             manager = runner.server
             assert manager is not None  # set by setup()
-            manager.request_handler = no_echo(manager.request_handler)
+            manager.request_handler = no_echo(manager.request_handler, self._error_body)
             options = {**self._server_options(), "debug": loop.get_debug()}
 
             def protocol() -> GuardedRequestHandler:
-                return GuardedRequestHandler(manager, loop=loop, connections=connections, **options)
+                return GuardedRequestHandler(
+                    manager,
+                    loop=loop,
+                    connections=connections,
+                    error_body=self._error_body,
+                    **options,
+                )
 
             server = await loop.create_server(protocol, host, port, backlog=BACKLOG)
         except BaseException:

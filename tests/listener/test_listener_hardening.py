@@ -28,7 +28,7 @@ import pytest
 from ft_listener_support import TOKEN, Recorder, body_of, fixture
 
 from connector.events import Event
-from connector.ingress import server as server_module
+from connector.ingress import connections as connections_module
 from connector.ingress.descriptors import install_quiet_accept_errors, raise_file_limit
 from connector.ingress.webhooks import WebhookListener
 
@@ -616,7 +616,7 @@ async def test_other_errors_go_to_asyncios_default_handler(
 async def test_overload_throttle_reports_counts() -> None:
     reports: list[int] = []
     loop = asyncio.get_running_loop()
-    throttle = server_module.Throttle(loop, 0.2, reports.append)
+    throttle = connections_module.Throttle(loop, 0.2, reports.append)
     for _ in range(5):
         throttle.hit()
     await asyncio.sleep(0.3)
