@@ -8,13 +8,10 @@ range, never a default silently used), answers the shapes of
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import math
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -29,9 +26,8 @@ from connector.api.hooks import (
     validate_filter,
 )
 from connector.api.openapi import openapi_document
+from connector.api.params import body_hash, cursor, idempotency_key, number
 from connector.api.views import (
-    CursorError,
-    decode_cursor,
     encode_cursor,
     event_view,
     hook_view,
@@ -60,7 +56,6 @@ BODY_READ_TIMEOUT = 10.0
 MAX_WAIT = 300.0
 MAX_TARGET_URL = 2048
 MAX_HOOKS = 100  # subscriptions at once: each dead target costs a timeout per pass
-_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
 # How far back the samples of a trigger with filters look for matching events.
 SAMPLE_SCAN = 500
@@ -149,8 +144,8 @@ class ApiRoutes:
                 404,
                 f"no action {key[:64]!r}{suggest(key, known) or ''} (known: {', '.join(known)})",
             )
-        wait = _number(request, "wait", 0.0, 0.0, MAX_WAIT)
-        idempotency_key = _idempotency_key(request)
+        wait = number(request, "wait", 0.0, 0.0, MAX_WAIT)
+        given_key = idempotency_key(request)
         options = await self._json_object(request, empty_ok=True)
         checked = check_call(self.registry, key, options, base_dir=self.base_dir)
         if isinstance(checked, list):
@@ -163,16 +158,16 @@ class ApiRoutes:
         _spec, validated = checked
         token = CALLER.get()
         event_key: str | None = None
-        if idempotency_key is not None:
-            body_hash = _hash(key, options)
+        if given_key is not None:
+            this_body = body_hash(key, options)
             row, _claimed = self.runtime.store.claim_idempotency(
                 token.name,
-                idempotency_key,
-                body_hash,
+                given_key,
+                this_body,
                 f"api:idem:{secrets.token_hex(12)}",
                 ttl=IDEMPOTENCY_TTL,
             )
-            if row.body_hash != body_hash:
+            if row.body_hash != this_body:
                 raise ApiError(
                     422,
                     "this Idempotency-Key was used in the last 24 hours with another action "
@@ -216,8 +211,8 @@ class ApiRoutes:
         if status is not None and status not in RUN_STATUSES:
             raise ApiError(400, f"status must be one of {', '.join(RUN_STATUSES)}")
         automation = request.query.get("automation") or None
-        limit = int(_number(request, "limit", 50, 1, 200, whole=True))
-        before = _cursor(request)
+        limit = int(number(request, "limit", 50, 1, 200, whole=True))
+        before = cursor(request)
         rows = self.runtime.store.runs_page(
             limit=limit + 1, status=status, automation_id=automation, before=before
         )
@@ -251,9 +246,9 @@ class ApiRoutes:
                     f"kind {kind[:64]!r} is not an event kind{suggest(kind, kinds) or ''} "
                     f"(kinds: {', '.join(kinds)})",
                 )
-        limit = int(_number(request, "limit", 50, 1, 200, whole=True))
+        limit = int(number(request, "limit", 50, 1, 200, whole=True))
         rows = self.runtime.store.events_page(
-            limit=limit + 1, kinds=[kind] if kind else None, before=_cursor(request)
+            limit=limit + 1, kinds=[kind] if kind else None, before=cursor(request)
         )
         return json_response(
             _page(rows, limit, event_view, lambda r: encode_cursor(r.received_at, r.key)), 200
@@ -282,7 +277,7 @@ class ApiRoutes:
 
     async def list_samples(self, request: web.Request) -> web.Response:
         spec = self._trigger(request.match_info["key"])
-        limit = int(_number(request, "limit", 10, 1, 100, whole=True))
+        limit = int(number(request, "limit", 10, 1, 100, whole=True))
         options = spec.schema({}) if spec.matches is not None else {}
         items: list[dict[str, Any]] = []
         # A trigger that fires on its own (schedule, credits_low) has no kinds to match:
@@ -405,40 +400,6 @@ class ApiRoutes:
         return data
 
 
-def _number(
-    request: web.Request,
-    name: str,
-    default: float,
-    low: float,
-    high: float,
-    *,
-    whole: bool = False,
-) -> float:
-    values = request.query.getall(name, [])
-    if not values:
-        return default
-    what = "a whole number" if whole else "a number"
-    problem = ApiError(400, f"{name} must be {what} from {low:g} to {high:g}")
-    if len(values) > 1:
-        raise problem
-    if not _DECIMAL.fullmatch(values[0]) or (whole and "." in values[0]):
-        raise problem  # int() and float() take "1_0", " 1", "1e3": the document does not
-    value = int(values[0]) if whole else float(values[0])
-    if not math.isfinite(value) or not low <= value <= high:
-        raise problem
-    return value
-
-
-def _cursor(request: web.Request) -> tuple[float, str] | None:
-    cursor = request.query.get("cursor")
-    if not cursor:
-        return None
-    try:
-        return decode_cursor(cursor)
-    except CursorError as err:
-        raise ApiError(400, str(err)) from None
-
-
 def _page(
     rows: list[Any], limit: int, view: Callable[[Any], dict[str, Any]], position: Any
 ) -> dict[str, Any]:
@@ -449,35 +410,6 @@ def _page(
 
 def _run_position(row: RunRow) -> str:
     return encode_cursor(row.started_at, row.run_id)
-
-
-def _idempotency_key(request: web.Request) -> str | None:
-    values = request.headers.getall("Idempotency-Key", [])
-    if not values:
-        return None
-    value = values[0]
-    if "{{" in value or "}}" in value:
-        raise ApiError(
-            400,
-            "Idempotency-Key looks like an expression that was not evaluated (it holds {{ }}): "
-            "in n8n, switch the header's value to Expression",
-        )
-    if (
-        len(values) > 1
-        or not 1 <= len(value) <= 255
-        or not value.isascii()
-        or not value.isprintable()
-        or value != value.strip()
-    ):
-        raise ApiError(
-            400, "Idempotency-Key must be 1 to 255 printable ASCII characters, given once"
-        )
-    return value
-
-
-def _hash(action: str, options: Mapping[str, Any]) -> str:
-    canonical = json.dumps([action, options], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _target_problem(target: Any) -> str | None:
@@ -507,7 +439,6 @@ def _reachable_host(target: str) -> bool:
     spaces or control characters in it, would be subscribed and then fail every
     delivery. The host is read as the deliverer's client reads it (yarl)."""
     import ipaddress
-    import re
 
     from yarl import URL
 

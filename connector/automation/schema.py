@@ -22,6 +22,15 @@ from urllib.parse import urlsplit
 import voluptuous as vol
 
 from connector.automation.api_keys import api_key, api_token
+from connector.automation.api_tokens import (
+    API_SCOPES,
+    API_TOKEN_MIN_LENGTH,
+    MAKE_TOKEN,
+    bearer_token,
+    client_name,
+    scopes,
+    token_list,
+)
 from connector.automation.problems import got, shown
 from connector.automation.validators import exported, optional
 from connector.providers.finetuning.credentials import DEFAULT_BASE_URL as FT_BASE_URL
@@ -132,65 +141,6 @@ def _header_timeout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 300:
         raise vol.Invalid(f"must be from 1 to 300 seconds (got {shown(value)})")
     return float(value)
-
-
-# What an HTTP API token may do: `read` every GET, `act` the calls that do something.
-API_SCOPES = ("read", "act")
-# A bearer token is the whole credential: long enough that guessing is hopeless.
-API_TOKEN_MIN_LENGTH = 24
-_MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
-_CLIENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_NAME_ALLOWED = "1 to 64 letters, digits, `_`, `.` or `-`"
-_TOKEN_ALLOWED = f"text of {API_TOKEN_MIN_LENGTH} or more characters, no whitespace"
-_SCOPES_JSON = {"type": "array", "items": {"enum": list(API_SCOPES)}, "minItems": 1}
-
-
-@exported({"type": "string", "pattern": f"^{_CLIENT_NAME.pattern}$", "x-allowed": _NAME_ALLOWED})
-def _client_name(value: Any) -> str:
-    if isinstance(value, str) and _CLIENT_NAME.fullmatch(value):
-        return value
-    raise vol.Invalid(f"must be 1 to 64 letters, digits, '_', '.' or '-' (got {shown(value)})")
-
-
-@exported({"type": "string", "minLength": API_TOKEN_MIN_LENGTH, "x-allowed": _TOKEN_ALLOWED})
-def _bearer_token(value: Any) -> str:
-    # No message shows the token, not even a part of it: only its length.
-    if not isinstance(value, str):
-        raise vol.Invalid(f"must be text {got(value)}")
-    if any(char.isspace() for char in value):
-        raise vol.Invalid("must not contain spaces, tabs or line breaks")
-    if len(value) < API_TOKEN_MIN_LENGTH:
-        raise vol.Invalid(
-            f"must be at least {API_TOKEN_MIN_LENGTH} characters (got {len(value)}); "
-            f"make one with: {_MAKE_TOKEN}"
-        )
-    return value
-
-
-@exported({**_SCOPES_JSON, "x-allowed": "a list of `read` and `act`"})
-def _scopes(value: Any) -> list[str]:
-    if not isinstance(value, list):
-        raise vol.Invalid(f"must be a list such as [read, act] {got(value)}")
-    if not value:
-        raise vol.Invalid(f"must name at least one scope: {', '.join(API_SCOPES)}")
-    wrong = [
-        vol.Invalid(f"must be one of {', '.join(API_SCOPES)} (got {shown(item)})", path=[index])
-        for index, item in enumerate(value)
-        if not (isinstance(item, str) and item.lower() in API_SCOPES)
-    ]
-    if wrong:
-        raise vol.MultipleInvalid(wrong)  # every bad item, at its index
-    return list(dict.fromkeys(item.lower() for item in value))
-
-
-@exported({"type": "array", "minItems": 1, "x-allowed": "a list of 1 or more tokens (below)"})
-def _token_list(value: Any) -> list[Any]:
-    # The shape only: each token is checked by the validator (`API_TOKEN_SCHEMA`).
-    if not isinstance(value, list):
-        raise vol.Invalid(f"must be a list of tokens, each with a name and a token {got(value)}")
-    if not value:
-        raise vol.Invalid("must list at least one token; for no API, remove the api section")
-    return value
 
 
 @exported({"type": "number", "exclusiveMinimum": 0})
@@ -304,7 +254,7 @@ _WEBHOOK = vol.Schema(
 _API = vol.Schema(
     {
         vol.Required("listen", description="where the API accepts connections"): host_port,
-        vol.Required("tokens", description="the clients let in, one item each"): _token_list,
+        vol.Required("tokens", description="the clients let in, one item each"): token_list,
         **_LISTENER_LIMITS,
     }
 )
@@ -314,18 +264,18 @@ API_TOKEN_SCHEMA = vol.Schema(
         vol.Required(
             "name",
             description="the client's name, unique; recorded with the runs and hooks it asks for",
-        ): _client_name,
+        ): client_name,
         vol.Required(
             "token",
             description="its bearer token (Authorization: Bearer ...), unique; use !secret. "
-            f"Make one with `{_MAKE_TOKEN}`",
-        ): _bearer_token,
+            f"Make one with `{MAKE_TOKEN}`",
+        ): bearer_token,
         vol.Optional(
             "scopes",
             default=["read"],
             description="read: every GET; act: call actions, replay runs, add and remove "
             "hooks (act does not include read)",
-        ): _scopes,
+        ): scopes,
     }
 )
 _POLL = vol.Schema(

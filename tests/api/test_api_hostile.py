@@ -14,7 +14,8 @@ import logging
 import pytest
 from ft_api_support import HELD, OpenApi, Started
 
-from connector.api.routes import MAX_HOOKS, _hash
+from connector.api.params import body_hash
+from connector.api.routes import MAX_HOOKS
 from connector.journal.idempotency import IDEMPOTENCY_TTL
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +50,7 @@ async def test_a_call_that_starts_its_run_is_never_called_a_replay(api: Started)
     """The first try claimed the key and died before its call was recorded: the retry
     is the one that starts the run, and must not say it only replayed one."""
     options = {"tags": "claimed then crashed", "duration": 5}
-    validated_hash = _hash("generate", options)
+    validated_hash = body_hash("generate", options)
     api.connector.store.claim_idempotency(
         "full", "died-once", validated_hash, "api:idem:never-recorded", ttl=IDEMPOTENCY_TTL
     )
