@@ -27,6 +27,7 @@ from connector.api.hooks import (
 )
 from connector.api.openapi import openapi_document
 from connector.api.params import body_hash, cursor, idempotency_key, number
+from connector.api.schemas import call_options_schema
 from connector.api.views import (
     encode_cursor,
     event_view,
@@ -39,6 +40,7 @@ from connector.automation.jsonschema import spec_schema
 from connector.automation.model import ApiToken
 from connector.automation.options import check_options, schema_keys
 from connector.automation.problems import Problems, suggest
+from connector.automation.registry import Registry
 from connector.automation.specs import TriggerSpec
 from connector.delivery.webhooks import generate_secret
 from connector.dispatch.runtime import Runtime
@@ -108,7 +110,7 @@ class ApiRoutes:
         }
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         return self.runtime.registry
 
     # -- meta ------------------------------------------------------------------------
@@ -130,7 +132,8 @@ class ApiRoutes:
                 "key": spec.key,
                 "title": spec.title,
                 "description": spec.description,
-                "options_schema": spec_schema(spec),
+                # As a call takes them (no secret options, no templates): the document's.
+                "options_schema": call_options_schema(spec),
             }
             for spec in sorted(self.registry.actions.values(), key=lambda s: s.key)
         ]
