@@ -58,6 +58,17 @@ class Authenticator:
         return found
 
     @staticmethod
+    def may_call(token: ApiToken, action: str) -> None:
+        """ApiError 403 unless `token` may call `action` (its `actions`, when it has any)."""
+        if token.actions is not None and action not in token.actions:
+            allowed = ", ".join(sorted(token.actions))
+            raise ApiError(
+                403,
+                f"token {token.name!r} may not call {action!r} (it may call: {allowed}); add "
+                f"{action} to its actions in api.tokens",
+            )
+
+    @staticmethod
     def require(token: ApiToken, scope: str) -> None:
         """ApiError 403 unless `token` has `scope`."""
         if scope not in token.scopes:

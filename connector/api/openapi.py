@@ -162,7 +162,10 @@ def _op(
     errors.append(Response(400, text, "Error"))
     if scope is not None:
         errors.append(Response(401, "unauthorized: no bearer token, or an unknown one", "Error"))
-        errors.append(Response(403, f"forbidden: the token lacks the `{scope}` scope", "Error"))
+        forbidden = f"forbidden: the token lacks the `{scope}` scope"
+        if scope == "act":
+            forbidden += ", or may not call the action (its `actions`)"
+        errors.append(Response(403, forbidden, "Error"))
     if missing:
         errors.append(Response(404, f"not_found: {missing}", "Error"))
     if conflict:

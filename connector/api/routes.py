@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from connector.api.auth import Authenticator
 from connector.api.errors import ApiError
 from connector.api.hooks import (
     HookDeliverer,
@@ -43,6 +44,7 @@ from connector.automation.problems import Problems, suggest
 from connector.automation.registry import Registry
 from connector.automation.specs import TriggerSpec
 from connector.delivery.webhooks import generate_secret
+from connector.dispatch.calls import API_AUTOMATION_PREFIX
 from connector.dispatch.runtime import Runtime
 from connector.events import ACTION_CALLED, RUN_FAILED
 from connector.ingress.payloads import load_json
@@ -147,6 +149,7 @@ class ApiRoutes:
                 404,
                 f"no action {key[:64]!r}{suggest(key, known) or ''} (known: {', '.join(known)})",
             )
+        Authenticator.may_call(CALLER.get(), key)
         wait = number(request, "wait", 0.0, 0.0, MAX_WAIT)
         given_key = idempotency_key(request)
         options = await self._json_object(request, empty_ok=True)
@@ -229,8 +232,12 @@ class ApiRoutes:
 
     async def replay_run(self, request: web.Request) -> web.Response:
         run_id = request.match_info["run_id"]
-        if self.runtime.store.run(run_id) is None:
+        row = self.runtime.store.run(run_id)
+        if row is None:
             raise ApiError(404, "no run with this id (it may have been pruned)")
+        if row.automation_id.startswith(API_AUTOMATION_PREFIX):
+            # Replaying a call calls its action again: the token must be allowed it.
+            Authenticator.may_call(CALLER.get(), row.automation_id[len(API_AUTOMATION_PREFIX) :])
         try:
             new_id = self.runtime.replay(run_id)
         except ValueError as err:

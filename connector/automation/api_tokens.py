@@ -18,6 +18,7 @@ __all__ = [
     "API_SCOPES",
     "API_TOKEN_MIN_LENGTH",
     "MAKE_TOKEN",
+    "action_keys",
     "bearer_token",
     "client_name",
     "scopes",
@@ -81,3 +82,26 @@ def token_list(value: Any) -> list[Any]:
     if not value:
         raise vol.Invalid("must list at least one token; for no API, remove the api section")
     return value
+
+
+@exported(
+    {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1},
+        "minItems": 1,
+        "x-allowed": "a list of action keys",
+    }
+)
+def action_keys(value: Any) -> list[str]:
+    # The shape only: the validator checks each key against the installed actions.
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise vol.Invalid(f"must be a list of action keys such as [generate] {got(value)}")
+    wrong = [
+        vol.Invalid(f"must be an action's key {got(item)}", path=[index])
+        for index, item in enumerate(items)
+        if not (isinstance(item, str) and item.strip())
+    ]
+    if wrong:
+        raise vol.MultipleInvalid(wrong)
+    return [item.strip() for item in items]

@@ -92,11 +92,14 @@ class ApiToken:
     name: str
     token: str
     scopes: frozenset[str]
+    # The actions it may call (`act`); None: every action.
+    actions: frozenset[str] | None = None
 
     def __repr__(self) -> str:
+        limited = "" if self.actions is None else f", actions={sorted(self.actions)!r}"
         return (
             f"ApiToken(name={self.name!r}, token={_hidden(self.token)}, "
-            f"scopes={sorted(self.scopes)!r})"
+            f"scopes={sorted(self.scopes)!r}{limited})"
         )
 
 

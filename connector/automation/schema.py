@@ -26,6 +26,7 @@ from connector.automation.api_tokens import (
     API_SCOPES,
     API_TOKEN_MIN_LENGTH,
     MAKE_TOKEN,
+    action_keys,
     bearer_token,
     client_name,
     scopes,
@@ -276,6 +277,11 @@ API_TOKEN_SCHEMA = vol.Schema(
             description="read: every GET; act: call actions, replay runs, add and remove "
             "hooks (act does not include read)",
         ): scopes,
+        vol.Optional(
+            "actions",
+            description="with act: only these actions may be called with it, e.g. [generate] "
+            "for a button (default: every action)",
+        ): action_keys,
     }
 )
 _POLL = vol.Schema(

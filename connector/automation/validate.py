@@ -265,9 +265,25 @@ class Validator:
                 )
             elif isinstance(token, str) and token:
                 values[token] = (path, key_line(item, "token"))
+            allowed = options.get("actions") if options is not None else None
+            if allowed is not None:
+                known = sorted(self.automations.registry.actions)
+                for index, key in enumerate(allowed):
+                    if key not in known:
+                        self.add(
+                            key_line(item, "actions"),
+                            f"{join(path, 'actions')}[{index}]",
+                            f"{key!r} is not an action{suggest(key, known) or ''} "
+                            f"(actions: {', '.join(known)})",
+                        )
             if options is not None:
                 tokens.append(
-                    ApiToken(options["name"], str(options["token"]), frozenset(options["scopes"]))
+                    ApiToken(
+                        options["name"],
+                        str(options["token"]),
+                        frozenset(options["scopes"]),
+                        None if allowed is None else frozenset(allowed),
+                    )
                 )
         return None if len(self.problems.items) > before else tuple(tokens)
 

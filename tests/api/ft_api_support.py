@@ -39,7 +39,8 @@ FULL = "full-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 OTHER = "other-token-cccccccccccccccccccccccccccc"
 READER = "read-token-bbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 ACTOR = "act-token-dddddddddddddddddddddddddddddd"
-TOKENS = (FULL, OTHER, READER, ACTOR)
+BUTTON = "button-token-eeeeeeeeeeeeeeeeeeeeeeeeeee"  # read and act, `generate` only
+TOKENS = (FULL, OTHER, READER, ACTOR, BUTTON)
 # The sandbox account the connector's key belongs to.
 ACCOUNT = "Demo User"
 
@@ -67,6 +68,10 @@ api:
     - name: actor
       token: {actor}
       scopes: [act]
+    - name: button
+      token: {button}
+      scopes: [read, act]
+      actions: [generate]
 automations:
 {automations}
 """
@@ -76,7 +81,12 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 def config_text(automations: str = "  []") -> str:
     return CONFIG.format(
-        full=FULL, other=OTHER, reader=READER, actor=ACTOR, automations=automations
+        full=FULL,
+        other=OTHER,
+        reader=READER,
+        actor=ACTOR,
+        button=BUTTON,
+        automations=automations,
     )
 
 

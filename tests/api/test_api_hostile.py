@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 import pytest
-from ft_api_support import HELD, OpenApi, Started
+from ft_api_support import BUTTON, HELD, OpenApi, Started, auth
 
 from connector.api.params import body_hash
 from connector.api.routes import MAX_HOOKS
@@ -116,3 +116,32 @@ async def test_the_automation_filter_reads_an_index_not_the_whole_table(api: Sta
         ("api.generate",),
     ).fetchall()
     assert any("runs_by_automation" in str(tuple(row)) for row in plan), plan
+
+
+async def test_a_token_limited_to_some_actions_calls_and_replays_only_those(
+    api: Started,
+) -> None:
+    """An `act` token has the actions' reach; `actions:` narrows it (a button: generate)."""
+    button = auth(BUTTON)
+    refused = await api.client.post(
+        "/api/v1/actions/bulk_delete",
+        json={"tracks": ["x"], "confirm": True},
+        headers=button,
+    )
+    message = refused.error(403, "forbidden")["message"]
+    assert "may not call 'bulk_delete'" in message
+    assert "generate" in message
+    made = await api.client.post(
+        "/api/v1/actions/generate", json={"tags": "a button's lofi", "duration": 5}, headers=button
+    )
+    assert made.status == 202
+    # A run of another action, called with the full token, may not be replayed with it.
+    moved = await api.client.call(
+        "notify_webhook", {"url": "http://127.0.0.1:9/x", "max_attempts": 1, "timeout": 1}
+    )
+    run = await api.client.finished(moved.body["run"]["id"])
+    replay = await api.client.post(f"/api/v1/runs/{run['id']}/replay", headers=button)
+    assert "may not call 'notify_webhook'" in replay.error(403, "forbidden")["message"]
+    mine = await api.client.finished(made.body["run"]["id"])
+    again = await api.client.post(f"/api/v1/runs/{mine['id']}/replay", headers=button)
+    assert again.status in (200, 202)

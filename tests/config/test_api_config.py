@@ -592,3 +592,55 @@ def test_a_url_where_an_address_is_wanted_is_a_problem_before_run_trips_on_it(
     [line] = [line for line in found if f"{section}.listen" in line]
     assert "not a URL" in line
     assert "write e.g. 127.0.0.1:8124" in line
+
+
+def test_a_token_may_be_limited_to_some_actions() -> None:
+    config = parse(
+        f"""
+        api:
+          listen: 127.0.0.1:8124
+          tokens:
+            - name: button
+              token: {N8N}
+              scopes: [act]
+              actions: [generate]
+            - name: n8n
+              token: {NODE_RED}
+              scopes: [read, act]
+        """
+    )
+    assert config.api is not None
+    button, n8n = config.api.tokens
+    assert button.actions == frozenset({"generate"})
+    assert n8n.actions is None  # every action
+    assert "actions=['generate']" in repr(button)
+
+
+def test_an_unknown_action_in_a_tokens_actions_is_a_problem_with_a_suggestion() -> None:
+    found = problems(
+        f"""
+        api:
+          listen: 127.0.0.1:8124
+          tokens:
+            - name: button
+              token: {N8N}
+              scopes: [act]
+              actions: [generat, 7]
+        """
+    )
+    assert any(
+        "api.tokens[0].actions[1]" in line and "must be an action's key" in line for line in found
+    ), found
+    found = problems(
+        f"""
+        api:
+          listen: 127.0.0.1:8124
+          tokens:
+            - name: button
+              token: {N8N}
+              scopes: [act]
+              actions: [generat]
+        """
+    )
+    [line] = [line for line in found if "api.tokens[0].actions[0]" in line]
+    assert "did you mean 'generate'?" in line
