@@ -177,33 +177,49 @@ class ApiListener:
         takes = sorted(p.name for p in operation.parameters if p.location == "query")
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            token: ApiToken | None = None
+            token = self._admit(request, scope, takes)
+            caller = CALLER.set(token) if token is not None else None
             try:
-                if scope is not None:
-                    token = self._auth.authenticate(request.headers.get("Authorization"))
-                    self._auth.require(token, scope)
-                _check_query(request, takes)
-                if token is None:
-                    return await handler(request)
-                caller = CALLER.set(token)
-                try:
-                    return await handler(request)
-                finally:
-                    CALLER.reset(caller)
+                return await handler(request)
             except ApiError as err:
-                self._log.info(
-                    "%s %s from %s%s: %d %s: %s",
-                    request.method,
-                    request.path,
-                    request.remote,
-                    f" ({token.name})" if token is not None else "",
-                    err.status,
-                    err.code,
-                    err.message,
-                )
+                self._refused(request, token, err)
                 raise
+            finally:
+                if caller is not None:
+                    CALLER.reset(caller)
 
         return guarded
+
+    def _admit(
+        self, request: web.Request, scope: str | None, takes: list[str], *, when: str = ""
+    ) -> ApiToken | None:
+        """The caller's token (None where none is needed), or the refusal, logged: a token
+        missing, unknown or without `scope`, or a query parameter not in `takes`."""
+        token: ApiToken | None = None
+        try:
+            if scope is not None:
+                token = self._auth.authenticate(request.headers.get("Authorization"))
+                self._auth.require(token, scope)
+            _check_query(request, takes)
+        except ApiError as err:
+            self._refused(request, token, err, when=when)
+            raise
+        return token
+
+    def _refused(
+        self, request: web.Request, token: ApiToken | None, err: ApiError, *, when: str = ""
+    ) -> None:
+        self._log.info(
+            "%s %s from %s%s%s: %d %s: %s",
+            request.method,
+            request.path,
+            request.remote,
+            f" ({token.name})" if token is not None else "",
+            when,
+            err.status,
+            err.code,
+            err.message,
+        )
 
     def _expect_for(
         self, operation: Operation
@@ -224,24 +240,10 @@ class ApiListener:
                 request.version < (1, 1)
             ):
                 return error_response(ApiError(417, "only `Expect: 100-continue` is understood"))
-            token: ApiToken | None = None
             try:
-                if scope is not None:
-                    token = self._auth.authenticate(request.headers.get("Authorization"))
-                    self._auth.require(token, scope)
-                _check_query(request, takes)
+                self._admit(request, scope, takes, when=", before its body (Expect: 100-continue)")
             except ApiError as err:
                 err.message = self._redact(err.message)
-                self._log.info(
-                    "%s %s from %s%s, before its body (Expect: 100-continue): %d %s: %s",
-                    request.method,
-                    request.path,
-                    request.remote,
-                    f" ({token.name})" if token is not None else "",
-                    err.status,
-                    err.code,
-                    err.message,
-                )
                 response = error_response(err)
                 response.force_close()
                 return response
