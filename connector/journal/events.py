@@ -20,7 +20,7 @@ from connector.events import Event, generation_dict
 from connector.journal.codec import encode_json, epoch, iso, loads, utc_required
 from connector.journal.connection import JournalConnection
 from connector.journal.hooks import insert_deliveries
-from connector.journal.runs import insert_run, page_before, page_params
+from connector.journal.runs import insert_run, newest_first, page_before, page_params
 from connector.providers.finetuning.models import Generation
 
 __all__ = ["EventJournal", "EventRow"]
@@ -193,16 +193,8 @@ class EventJournal(JournalConnection):
 
     def events(self, *, limit: int = 50, kind: str | None = None) -> list[EventRow]:
         """The latest events, newest first; only those of `kind` if given."""
-        query = f"SELECT {_EVENT_COLUMNS} FROM events"
-        params: list[Any] = []
-        if kind is not None:
-            query += " WHERE kind = ?"
-            params.append(kind)
-        query += " ORDER BY received_at DESC, rowid DESC LIMIT ?"
-        params.append(max(0, limit))
-        with self._transaction(write=False) as db:
-            rows = db.execute(query, params).fetchall()
-        return [_event_row(row) for row in rows]
+        kinds = None if kind is None else [kind]
+        return self._events_where(kinds, None, "received_at DESC, rowid DESC", max(0, limit))
 
     def events_page(
         self,
@@ -221,6 +213,15 @@ class EventJournal(JournalConnection):
         """
         if limit < 0:
             raise ValueError(f"limit must be 0 or more (got {limit})")
+        return self._events_where(kinds, before, "received_at DESC, key DESC", limit)
+
+    def _events_where(
+        self,
+        kinds: Collection[str] | None,
+        before: tuple[float, str] | None,
+        order: str,
+        limit: int,
+    ) -> list[EventRow]:
         conditions: list[str] = []
         params: list[Any] = []
         if kinds:
@@ -230,13 +231,9 @@ class EventJournal(JournalConnection):
         if before is not None:
             conditions.append(page_before("received_at", "key"))
             params.extend(page_params(before))
-        query = f"SELECT {_EVENT_COLUMNS} FROM events"
-        if conditions:
-            query += " WHERE " + " AND ".join(conditions)
-        query += " ORDER BY received_at DESC, key DESC LIMIT ?"
-        params.append(limit)
+        query = newest_first(f"SELECT {_EVENT_COLUMNS} FROM events", conditions, order)
         with self._transaction(write=False) as db:
-            rows = db.execute(query, params).fetchall()
+            rows = db.execute(query, [*params, limit]).fetchall()
         return [_event_row(row) for row in rows]
 
 

@@ -253,21 +253,8 @@ class RunJournal(JournalConnection):
         automation_id: str | None = None,
     ) -> list[RunRow]:
         """The latest runs with their steps, newest first, optionally filtered."""
-        query = f"SELECT {_RUN_COLUMNS} FROM runs"
-        conditions: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            conditions.append("status = ?")
-            params.append(status)
-        if automation_id is not None:
-            conditions.append("automation_id = ?")
-            params.append(automation_id)
-        if conditions:
-            query += " WHERE " + " AND ".join(conditions)
-        query += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
-        params.append(max(0, limit))
-        with self._transaction(write=False) as db:
-            return _with_steps(db, db.execute(query, params).fetchall())
+        order = "started_at DESC, rowid DESC"
+        return self._runs_where(status, automation_id, None, order, max(0, limit))
 
     def runs_page(
         self,
@@ -286,6 +273,17 @@ class RunJournal(JournalConnection):
         """
         if limit < 0:
             raise ValueError(f"limit must be 0 or more (got {limit})")
+        order = "started_at DESC, run_id DESC"
+        return self._runs_where(status, automation_id, before, order, limit)
+
+    def _runs_where(
+        self,
+        status: str | None,
+        automation_id: str | None,
+        before: tuple[float, str] | None,
+        order: str,
+        limit: int,
+    ) -> list[RunRow]:
         conditions: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -297,13 +295,9 @@ class RunJournal(JournalConnection):
         if before is not None:
             conditions.append(page_before("started_at", "run_id"))
             params.extend(page_params(before))
-        query = f"SELECT {_RUN_COLUMNS} FROM runs"
-        if conditions:
-            query += " WHERE " + " AND ".join(conditions)
-        query += " ORDER BY started_at DESC, run_id DESC LIMIT ?"
-        params.append(limit)
+        query = newest_first(f"SELECT {_RUN_COLUMNS} FROM runs", conditions, order)
         with self._transaction(write=False) as db:
-            return _with_steps(db, db.execute(query, params).fetchall())
+            return _with_steps(db, db.execute(query, [*params, limit]).fetchall())
 
     def runs_for_event(self, event_key: str) -> list[RunRow]:
         """Every run of one event (replayed ones too) with its steps, newest first."""
@@ -423,6 +417,13 @@ def run_status(db: sqlite3.Connection, run_id: str) -> str:
 # Half the journal's resolution (a microsecond): a cursor's time matches a stored
 # time within it, so a time that reached the journal unrounded still pages right.
 _PAGE_TOLERANCE: Final = 5e-7
+
+
+def newest_first(select: str, conditions: list[str], order: str) -> str:
+    """`select`, WHERE every condition holds (when any), in `order`, LIMIT ? (the last
+    parameter)."""
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"{select}{where} ORDER BY {order} LIMIT ?"
 
 
 def page_before(time_column: str, key_column: str) -> str:
