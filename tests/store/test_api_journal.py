@@ -11,41 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ft_store_support import FakeClock
 
 from connector.events import SCHEDULE, Event
 from connector.journal.hooks import OutboxRow
 from connector.journal.idempotency import IDEMPOTENCY_TTL
 from connector.journal.store import _MIGRATIONS, SCHEMA_VERSION, Store
 from connector.redaction import REDACTED
-
-
-class FakeClock:
-    """A clock the test moves by hand (epoch seconds)."""
-
-    def __init__(self, start: float = 1_760_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-@pytest.fixture
-def store(state_dir: Path, clock: FakeClock) -> Any:
-    with Store.open(state_dir, clock=clock) as opened:
-        yield opened
 
 
 def event(key: str, kind: str = SCHEDULE) -> Event:
