@@ -69,6 +69,13 @@ class Authenticator:
             )
 
     @staticmethod
+    def may_replay(token: ApiToken, actions: Sequence[str]) -> None:
+        """ApiError 403 unless `token` may call every one of `actions`: a replay runs the
+        run's steps again, so a token limited to `generate` replays nothing that deletes."""
+        for action in actions:
+            Authenticator.may_call(token, action)
+
+    @staticmethod
     def require(token: ApiToken, scope: str) -> None:
         """ApiError 403 unless `token` has `scope`."""
         if scope not in token.scopes:

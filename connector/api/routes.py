@@ -44,7 +44,7 @@ from connector.automation.problems import Problems, suggest
 from connector.automation.registry import Registry
 from connector.automation.specs import TriggerSpec
 from connector.delivery.webhooks import generate_secret
-from connector.dispatch.calls import API_AUTOMATION_PREFIX
+from connector.dispatch.calls import run_actions
 from connector.dispatch.runtime import Runtime
 from connector.events import ACTION_CALLED, RUN_FAILED
 from connector.ingress.payloads import load_json
@@ -235,9 +235,8 @@ class ApiRoutes:
         row = self.runtime.store.run(run_id)
         if row is None:
             raise ApiError(404, "no run with this id (it may have been pruned)")
-        if row.automation_id.startswith(API_AUTOMATION_PREFIX):
-            # Replaying a call calls its action again: the token must be allowed it.
-            Authenticator.may_call(CALLER.get(), row.automation_id[len(API_AUTOMATION_PREFIX) :])
+        # A replay runs the run's steps again: the token must be allowed each action.
+        Authenticator.may_replay(CALLER.get(), run_actions(self.runtime.config, row.automation_id))
         try:
             new_id = self.runtime.replay(run_id)
         except ValueError as err:

@@ -16,11 +16,17 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from connector.automation.model import AutomationConfig, StepConfig
+from connector.automation.model import AutomationConfig, ConnectorConfig, StepConfig
 from connector.dispatch.records import RunRecord
 from connector.events import ACTION_CALLED, RUN_FAILED, Event
 
-__all__ = ["API_AUTOMATION_PREFIX", "action_called", "api_automation", "run_failed"]
+__all__ = [
+    "API_AUTOMATION_PREFIX",
+    "action_called",
+    "api_automation",
+    "run_actions",
+    "run_failed",
+]
 
 API_AUTOMATION_PREFIX = "api."
 # Not a provider: the connector itself noticed these.
@@ -87,3 +93,14 @@ def run_failed(run: RunRecord) -> Event | None:
             "event_kind": run.event.kind,
         },
     )
+
+
+def run_actions(config: ConnectorConfig, automation_id: str) -> list[str]:
+    """The actions a run of `automation_id` takes (what a replay would do again): an API
+    call's one action, or the steps of the file's automation (none if it is gone)."""
+    if automation_id.startswith(API_AUTOMATION_PREFIX):
+        return [automation_id[len(API_AUTOMATION_PREFIX) :]]
+    for automation in config.automations:
+        if automation.id == automation_id:
+            return [step.action for step in automation.actions]
+    return []

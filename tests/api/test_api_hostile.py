@@ -145,3 +145,35 @@ async def test_a_token_limited_to_some_actions_calls_and_replays_only_those(
     mine = await api.client.finished(made.body["run"]["id"])
     again = await api.client.post(f"/api/v1/runs/{mine['id']}/replay", headers=button)
     assert again.status in (200, 202)
+
+
+async def test_a_token_limited_to_some_actions_replays_no_automation_beyond_them(
+    open_api: OpenApi,
+) -> None:
+    """Replaying a run of the file's automations runs its steps again: a token limited
+    to `generate` may not replay one that adds to a playlist (found for the web page)."""
+    automations = """
+  - id: file_it
+    triggers:
+      - trigger: track_completed
+    actions:
+      - action: add_to_playlist
+        playlist: Focus Beats
+        tracks: "{{ trigger.generation.id }}"
+"""
+    async with open_api(automations=automations) as api:
+        made = await api.client.call("generate", {"tags": "lofi", "duration": 5, "wait": True})
+        await api.client.finished(made.body["run"]["id"])
+        store = api.connector.runtime.store
+        filed: list[str] = []
+        for _ in range(400):
+            filed = [r.run_id for r in store.runs(limit=20) if r.automation_id == "file_it"]
+            if filed and store.run(filed[0]).status != "running":  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+        assert filed
+        refused = await api.client.post(f"/api/v1/runs/{filed[0]}/replay", headers=auth(BUTTON))
+        message = refused.error(403, "forbidden")["message"]
+        assert "may not call 'add_to_playlist'" in message
+        replayed = await api.client.post(f"/api/v1/runs/{filed[0]}/replay")
+        assert replayed.status in (200, 202)
