@@ -237,6 +237,8 @@ FORBIDDEN = {
     "connector.dispatch": ("connector.api", "connector.cli", "connector.app"),
     # The HTTP API stands on a runtime; only `app` (and the CLI through it) builds one.
     "connector.api": ("connector.cli", "connector.app", "connector.sandbox"),
+    # The web page is served by the API's listener, from the same runtime and tokens.
+    "connector.web": ("connector.cli", "connector.app", "connector.sandbox"),
     "connector.triggers": (
         "connector.ingress",
         "connector.dispatch",

@@ -35,6 +35,7 @@ from connector.dispatch.runtime import Runtime
 from connector.ingress.logs import AccessLogger, RedactingLogger, Redactor
 from connector.ingress.server import GuardedServer, Reject, phrase
 from connector.redaction import scrub_text
+from connector.web.pages import WebPages
 
 __all__ = ["ApiListener"]
 
@@ -98,6 +99,7 @@ class ApiListener:
             source = runtime.config.source
             folder = source.parent if source is not None else Path.cwd()
         self.routes = ApiRoutes(runtime, hooks, base_dir=folder, log=self._log)
+        self.web = WebPages(runtime, list(config.tokens), api_url=self._url, log=self._log)
         self._server = GuardedServer(
             name="API listener",
             log=self._log,
@@ -131,7 +133,11 @@ class ApiListener:
             header_timeout=self.config.header_timeout,
             max_connections=self.config.max_connections,
         )
-        self._log.info("HTTP API on %s/api/v1 (document: /api/v1/openapi.json)", self._url())
+        self._log.info(
+            "HTTP API on %s/api/v1 (document: /api/v1/openapi.json), web page on %s/",
+            self._url(),
+            self._url(),
+        )
 
     async def stop(self) -> None:
         """Stop serving: callers waiting on a run (`?wait=`) are answered first (202 and
@@ -167,6 +173,8 @@ class ApiListener:
                 self._guard(operation, handler),
                 expect_handler=self._expect_for(operation),
             )
+        for method, path, page in self.web.routes():
+            app.router.add_route(method, path, page)
         return app
 
     def _guard(self, operation: Operation, handler: Handler) -> Handler:
@@ -272,7 +280,10 @@ class ApiListener:
 
     @web.middleware
     async def _answer_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every failure as the API's JSON error: checks keep their status, the rest is 503."""
+        """Every failure as the API's JSON error: checks keep their status, the rest is 503.
+        Off `/api/`, the web page's: an HTML page (and its redirects as they are)."""
+        if not request.path.startswith("/api/"):
+            return await self._answer_page_errors(request, handler)
         try:
             return await handler(request)
         except ApiError as err:
@@ -306,3 +317,28 @@ class ApiListener:
                 "%s %s: unexpected error, answered 503", request.method, request.path, exc_info=err
             )
             return error_response(ApiError(503, "internal error, retry later"))
+
+    async def _answer_page_errors(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                return self.web.error_page(
+                    request, 404, "Not found", "There is no page here. The API is at /api/v1."
+                )
+            if exc.status == 405:
+                allowed = exc.headers.get("Allow", "")
+                message = f"{request.method} is not allowed here ({allowed})."
+                return self.web.error_page(request, 405, "Not allowed", message)
+            return self.web.error_page(request, exc.status, phrase(exc.status), phrase(exc.status))
+        except Reject as reject:
+            return self.web.error_page(request, reject.status, phrase(reject.status), reject.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self._log.error(
+                "%s %s: unexpected error, answered 503", request.method, request.path, exc_info=err
+            )
+            return self.web.error_page(request, 503, "Unavailable", "Internal error, retry later.")

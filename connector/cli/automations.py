@@ -181,6 +181,13 @@ async def _run(
                 file=out,
                 flush=True,
             )
+            readers = [t.name for t in connector.api.config.tokens if "read" in t.scopes]
+            print(
+                f"Web page on {connector.api.url}/ (sign in with a token that has read: "
+                f"{', '.join(readers) or 'none has; add read to one'})",
+                file=out,
+                flush=True,
+            )
             if not is_loopback(connector.api.host):
                 print(
                     f"ftconnect: note: the HTTP API listens on {connector.api.host}, beyond this "

@@ -146,7 +146,8 @@ def _expected_modules() -> set[str]:
         patterns = ["*.py", *data.get(package, [])]
         for pattern in patterns:
             for path in folder.glob(pattern):
-                expected.add(f"{package.replace('.', '/')}/{path.name}")
+                inside = path.relative_to(folder).as_posix()  # templates/base.html too
+                expected.add(f"{package.replace('.', '/')}/{inside}")
     return expected
 
 
@@ -169,6 +170,8 @@ def test_the_wheel_holds_every_module_of_the_tree_and_its_package_data(
         "connector/triggers/schedule.py",
         "connector/actions/generate.py",
         "connector/sandbox/app.py",
+        "connector/web/templates/run.html",
+        "connector/web/static/app.js",
     } <= expected
     assert sorted(expected - names) == []
     # And every package folder of the tree is a package of the wheel (none forgotten).

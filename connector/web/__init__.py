@@ -1,0 +1,1 @@
+"""The web page: run history, traces, events and hooks, served beside the HTTP API."""
