@@ -450,12 +450,14 @@ def _local_path(target: str | None) -> str:
 
 
 def _same_site(request: web.Request) -> bool:
-    """Whether a form comes from this site: `Sec-Fetch-Site` when the browser sends it,
-    else `Origin` (when present) must be this very host."""
+    """Whether a form comes from this site: `Sec-Fetch-Site` (no page can forge it) must
+    say so when the browser sends it, and `Origin`, when it names one, must be this host.
+    `Origin: null` passes only beside `Sec-Fetch-Site: same-origin`: Chromium sends it
+    for the page's own forms under some referrer policies."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
-    if origin is None:
-        return True  # not a browser's cross-site form; the CSRF token still decides
+    if origin is None or (origin == "null" and site is not None):
+        return True  # the CSRF token still decides
     return origin == f"{request.scheme}://{request.host}"

@@ -123,6 +123,10 @@ async def test_forms_from_elsewhere_are_refused(site: Site) -> None:
     assert cross.status == 403
     assert "only from this page" in cross.text
     assert (await browser.post(path, {"csrf": csrf}, site="cross-site")).status == 403
+    assert (await browser.post(path, {"csrf": csrf}, site="same-site")).status == 403
+    # Without Sec-Fetch-Site (an old browser), Origin decides: another one is refused.
+    elsewhere = await browser.post(path, {"csrf": csrf}, origin="null", site=None)
+    assert elsewhere.status == 403
     # Not signed in at all: refused, not redirected (a form must not be replayed later).
     assert (await site.browser().post(path, {"csrf": csrf})).status == 403
     store = site.connector.runtime.store
@@ -214,3 +218,14 @@ async def test_no_token_in_any_page_or_log(site: Site, caplog: pytest.LogCapture
         assert token not in everything
     assert "wrong-token-but-long-enough-000000" not in everything
     assert "signed in to the web page" in caplog.text  # the log was captured
+
+
+async def test_a_form_of_the_page_with_origin_null_is_accepted(site: Site) -> None:
+    """Chromium sends `Origin: null` with `Sec-Fetch-Site: same-origin` for the page's own
+    form under some referrer policies: found by the browser tests, sign-in was refused."""
+    browser = site.browser()
+    page = await browser.post("/signin", {"token": FULL}, origin="null", site="same-origin")
+    assert page.status == 303
+    assert browser.cookie() is not None
+    shown = await browser.get("/")
+    assert shown.headers["Referrer-Policy"] == "same-origin"
