@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from connector.dispatch.runtime import Runtime
     from connector.ingress.webhooks import WebhookListener
 
-__all__ = ["WEBHOOK_TOKEN", "ListenerStartError", "start_webhook_listener"]
+__all__ = ["WEBHOOK_TOKEN", "ListenerStartError", "start_webhook_listener", "webhook_url"]
 
 WEBHOOK_TOKEN = "webhook_token"
 
@@ -50,3 +50,19 @@ async def start_webhook_listener(runtime: Runtime) -> WebhookListener:
             f"webhook.listen {webhook.host}:{webhook.port}: cannot listen there ({reason})"
         ) from err
     return listener
+
+
+def webhook_url(runtime: Runtime, provider: str) -> str | None:
+    """Where `provider` should post results: a host's own receiver when one is set
+    (`runtime.external_webhook_urls`), else the listener's URL; None: polling alone."""
+    external = runtime.external_webhook_urls.get(provider)
+    if external is not None:
+        return external
+    if runtime.listener is None or runtime.config.webhook is None:
+        return None
+    public_url = runtime.config.webhook.public_url
+    if public_url is None and not runtime.api_is_local:
+        # The real service only calls public https URLs: without public_url the
+        # listener's local address would be refused, so rely on polling.
+        return None
+    return str(runtime.listener.hook_url(provider, public_url))

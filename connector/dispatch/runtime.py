@@ -38,6 +38,7 @@ from connector.dispatch.contexts import SourceContext
 from connector.dispatch.intents import OpenIntents
 from connector.dispatch.journal_writes import JournalWrites
 from connector.dispatch.listener import start_webhook_listener
+from connector.dispatch.listener import webhook_url as listener_webhook_url
 from connector.dispatch.records import (
     EventListener,
     RunListener,
@@ -93,6 +94,9 @@ class Runtime:
         self._owns_store = store is None
         self.poller: GenerationPoller | None = None
         self.listener: WebhookListener | None = None
+        # Where a host's own receiver takes deliveries (Home Assistant's webhook), by
+        # provider: told to the provider instead of the listener's URL.
+        self.external_webhook_urls: dict[str, str] = {}
         self.runs: list[RunRecord] = []
         self.run_listeners: list[RunListener] = []
         self.step_listeners: list[StepListener] = []
@@ -272,14 +276,7 @@ class Runtime:
 
     def webhook_url(self, provider: str) -> str | None:
         """Where providers should post results; None while polling alone."""
-        if self.listener is None or self.config.webhook is None:
-            return None
-        public_url = self.config.webhook.public_url
-        if public_url is None and not self.api_is_local:
-            # The real service only calls public https URLs: without public_url the
-            # listener's local address would be refused, so rely on polling.
-            return None
-        return str(self.listener.hook_url(provider, public_url))
+        return listener_webhook_url(self, provider)
 
     def _is_ours(self, generation: Generation) -> bool:
         if self.store.is_submitted(generation.provider, generation.id):
