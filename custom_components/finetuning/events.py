@@ -1,0 +1,218 @@
+"""Finished generations onto Home Assistant's bus, once each, from a webhook or the poller.
+
+The connector decides what is new: every report (the connector's poller, or a
+webhook delivery received here) goes through `Runtime.submit_event`, which
+journals it by event key (provider, generation id, terminal status) and tells
+its `event_listeners` only the first time, across restarts too, since the
+journal lives under Home Assistant's config directory. `EventBridge` is such a
+listener: it fires `finetuning_track_completed` or
+`finetuning_generation_failed`.
+
+The webhook is the fast path. It is registered through Home Assistant's
+`webhook` component only when Home Assistant has an external URL the provider
+can reach (public https; loopback only when the API itself is on loopback, i.e.
+the sandbox): otherwise the poller alone reports. Finetuning.ai does not sign
+its deliveries, so, as the library's own listener does, authenticity rests on
+secrets in the URL: the webhook id (Home Assistant's) and a `token` query
+parameter compared in constant time. Both are made once and kept in 0600 files
+beside the journal, so generations submitted before a restart can still be
+delivered after it, and both are registered with the library's scrubber, so
+neither reaches a log or the journal. The body is read, checked and parsed by
+the library's code (`read_body`, `load_json`, `parse_finetuning`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from aiohttp import web
+from homeassistant.components import webhook
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.network import NoURLAvailableError
+from yarl import URL
+
+from connector.dispatch.listener import WEBHOOK_TOKEN
+from connector.dispatch.runtime import Runtime
+from connector.errors import ConnectorError
+from connector.events import GENERATION_FAILED, TRACK_COMPLETED, Event
+from connector.ingress.payloads import load_json, parse_finetuning
+from connector.ingress.server import Reject, json_response, read_body
+from connector.ingress.webhooks import BODY_READ_TIMEOUT, MAX_BODY
+from connector.providers.finetuning.models import Generation, GenerationStatus
+from connector.providers.hosts import is_local, is_loopback
+from connector.redaction import register_secret
+
+from .const import DOMAIN, EVENT_GENERATION_FAILED, EVENT_TRACK_COMPLETED
+from .models import FinetuningConfigEntry
+
+__all__ = ["WEBHOOK_ID_SECRET", "EventBridge", "async_setup_events", "event_data"]
+
+_LOGGER = logging.getLogger(__name__)
+
+WEBHOOK_ID_SECRET = "homeassistant_webhook_id"
+"""The state-dir secret file holding the Home Assistant webhook id of the account."""
+TOKEN_PARAMETER = "token"
+# A webhook payload has no title: the full record is read for the event, within this.
+ENRICH_TIMEOUT = 10.0
+
+BUS_EVENTS = {TRACK_COMPLETED: EVENT_TRACK_COMPLETED, GENERATION_FAILED: EVENT_GENERATION_FAILED}
+
+
+def event_data(
+    generation: Generation, *, device_id: str, entry_id: str, source: str
+) -> dict[str, Any]:
+    """The bus event's data (both events): the generation, and where it came from."""
+    return {
+        "device_id": device_id,
+        "entry_id": entry_id,
+        "generation_id": generation.id,
+        "title": generation.title,
+        "tags": generation.prompt,
+        "duration": generation.duration,
+        "audio_url": generation.audio_url,
+        "status": generation.status.value,
+        "error_message": (
+            generation.error_message if generation.status is GenerationStatus.FAILED else None
+        ),
+        "source": source,
+    }
+
+
+class EventBridge:
+    """A connector event listener: each new terminal Finetuning.ai generation, on the bus.
+
+    Called by the runtime (on the event loop) once per event key, after the event
+    is journaled. A webhook delivery has no title: the full record is read first
+    (bounded; without it the event fires with what the delivery said), so
+    automations get the same data whichever path reported it first.
+    """
+
+    def __init__(self, hass: HomeAssistant, entry: FinetuningConfigEntry) -> None:
+        self.hass = hass
+        self.entry = entry
+
+    def __call__(self, event: Event) -> None:
+        name = BUS_EVENTS.get(event.kind)
+        generation = event.generation
+        if name is None or generation is None or event.provider != "finetuning":
+            return
+        self.entry.async_create_task(
+            self.hass, self._fire(name, generation, event.source), f"{DOMAIN} {name}"
+        )
+
+    async def _fire(self, name: str, generation: Generation, source: str) -> None:
+        data = self.entry.runtime_data
+        if generation.title is None:
+            try:
+                async with asyncio.timeout(ENRICH_TIMEOUT):
+                    generation = await data.client.get_generation(generation.id)
+            except (ConnectorError, TimeoutError) as err:
+                _LOGGER.debug(
+                    "generation %s: fired without its full record: %s", generation.id, err
+                )
+        self.hass.bus.async_fire(
+            name,
+            event_data(
+                generation, device_id=data.device_id, entry_id=self.entry.entry_id, source=source
+            ),
+        )
+        await data.generations.async_request_refresh()
+        await data.account.async_request_refresh()
+
+
+async def async_setup_events(hass: HomeAssistant, entry: FinetuningConfigEntry) -> None:
+    """Bridge the connector's events to the bus; register the webhook when it can be reached."""
+    data = entry.runtime_data
+    runtime = data.connector.runtime
+    bridge = EventBridge(hass, entry)
+    runtime.event_listeners.append(bridge)
+    entry.async_on_unload(lambda: runtime.event_listeners.remove(bridge))
+    try:
+        base = webhook.async_generate_url(hass, "", allow_internal=False)
+    except NoURLAvailableError:
+        _LOGGER.debug("no external URL: finished generations are found by polling")
+        return
+    if not _reachable(runtime, URL(base)):
+        _LOGGER.info(
+            "the external URL is not one Finetuning.ai can call (it needs public https): "
+            "finished generations are found by polling"
+        )
+        return
+    store = data.connector.store
+    # Made once, in 0600 files beside the journal (file I/O: off the event loop).
+    webhook_id = await hass.async_add_executor_job(
+        store.secret, WEBHOOK_ID_SECRET, webhook.async_generate_id
+    )
+    token = await hass.async_add_executor_job(
+        store.secret, WEBHOOK_TOKEN, lambda: secrets.token_urlsafe(32)
+    )
+    register_secret(webhook_id)
+    register_secret(token)
+    url = str(
+        URL(webhook.async_generate_url(hass, webhook_id, allow_internal=False)).update_query(
+            {TOKEN_PARAMETER: token}
+        )
+    )
+    webhook.async_register(
+        hass,
+        DOMAIN,
+        f"Finetuning.ai ({entry.title})",
+        webhook_id,
+        _handler(runtime, token),
+        local_only=False,  # the provider calls from the internet
+        allowed_methods=("POST",),
+    )
+    entry.async_on_unload(lambda: webhook.async_unregister(hass, webhook_id))
+    data.webhook_url = url
+
+    # Providers are told Home Assistant's webhook instead of a listener of the library's.
+    runtime.external_webhook_urls["finetuning"] = url
+    _LOGGER.debug("finished generations are delivered by webhook, polling as a safety net")
+
+
+def _reachable(runtime: Runtime, base: URL) -> bool:
+    """Whether the provider will call this URL: public https, or loopback to a loopback API
+    (the sandbox), as the library's `GenerationRequest` demands."""
+    if runtime.api_is_local and is_loopback(base.host):
+        return True
+    return base.scheme == "https" and not is_local(base.host)
+
+
+def _handler(runtime: Runtime, token: str) -> Any:
+    """The webhook handler: check the token, parse with the library, record through the
+    runtime (which dedups), answer 200 only once the event is durable."""
+    expected = token.encode("utf-8", "surrogatepass")
+    log = logging.LoggerAdapter(_LOGGER)
+
+    async def handle(hass: HomeAssistant, webhook_id: str, request: web.Request) -> web.Response:
+        given = request.rel_url.query.getall(TOKEN_PARAMETER, [])
+        if len(given) != 1 or not hmac.compare_digest(
+            given[0].encode("utf-8", "surrogatepass"), expected
+        ):
+            # No detail, to the caller or in the log: a wrong token is secret-shaped.
+            _LOGGER.warning("a Finetuning.ai webhook was refused: missing or wrong token")
+            return json_response({"error": "unauthorized"}, 401)
+        try:
+            body = await read_body(request, max_body=MAX_BODY, timeout=BODY_READ_TIMEOUT, log=log)
+            try:
+                generation = parse_finetuning(load_json(body))
+            except Reject:
+                raise
+            except Exception as err:  # a model that choked on some input shape: bad input
+                raise Reject(400, "not a generation payload") from err
+        except Reject as reject:
+            return json_response({"error": reject.reason}, reject.status)
+        event = Event.for_generation(generation, source="webhook")
+        try:
+            new = await runtime.submit_event(event)
+        except Exception:
+            _LOGGER.exception("event %s: not recorded, answered 503", event.key)
+            return json_response({"error": "not recorded, retry later"}, 503)
+        _LOGGER.debug("event %s recorded from a webhook (new: %s)", event.key, bool(new))
+        return json_response({"ok": True, "new": bool(new)}, 200)
+
+    return handle

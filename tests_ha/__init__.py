@@ -1,0 +1,1 @@
+"""The Home Assistant integration's tests (a package, so modules can share helpers)."""
