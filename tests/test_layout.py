@@ -322,9 +322,15 @@ OUTSIDE = re.compile(
 def test_nothing_cites_a_document_outside_the_repo() -> None:
     cited = []
     roots = ["connector", "triggers", "actions", "tests", "bench", "examples", "docs"]
+    roots += ["custom_components", "tests_ha", ".ci"]
     files = [README, ROOT / "pyproject.toml"]
     for folder in roots:
-        files += [p for p in (ROOT / folder).rglob("*") if p.suffix in {".py", ".md", ".yaml"}]
+        files += [
+            p
+            for p in (ROOT / folder).rglob("*")
+            if p.suffix in {".py", ".md", ".yaml", ".json", ".html", ".js", ".css"}
+            or p.parent.name == ".ci"
+        ]
     for file in files:
         if file == Path(__file__) or "__pycache__" in file.parts:
             continue
