@@ -143,6 +143,7 @@ class ApiListener:
         """Stop serving: callers waiting on a run (`?wait=`) are answered first (202 and
         its Location), then requests in flight get `SHUTDOWN_TIMEOUT` seconds."""
         self.routes.stopping.set()
+        self.web.credits.close()
         await asyncio.sleep(0)  # let the waiting handlers answer before the drain
         if await self._server.stop():
             self._log.info("HTTP API on %s stopped", self._url())
@@ -174,7 +175,10 @@ class ApiListener:
                 expect_handler=self._expect_for(operation),
             )
         for method, path, page in self.web.routes():
-            app.router.add_route(method, path, page)
+            if method == "GET":
+                app.router.add_get(path, page)  # and HEAD, for monitors and `curl -I`
+            else:
+                app.router.add_route(method, path, page)
         return app
 
     def _guard(self, operation: Operation, handler: Handler) -> Handler:
@@ -325,9 +329,10 @@ class ApiListener:
             return await handler(request)
         except web.HTTPException as exc:
             if exc.status == 404:
-                return self.web.error_page(
-                    request, 404, "Not found", "There is no page here. The API is at /api/v1."
-                )
+                message = "There is no page here. The API is at /api/v1."
+                if len(request.path) > 1 and request.path.endswith("/"):
+                    message = f"There is no page here: try {request.path.rstrip('/')}"
+                return self.web.error_page(request, 404, "Not found", message)
             if exc.status == 405:
                 allowed = exc.headers.get("Allow", "")
                 message = f"{request.method} is not allowed here ({allowed})."

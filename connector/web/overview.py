@@ -20,7 +20,7 @@ from connector.providers.finetuning.models import Account
 __all__ = ["CREDITS_TTL", "Credits", "CreditsCache", "HealthItem", "health_items"]
 
 CREDITS_TTL = 60.0  # seconds a balance is shown before it is read again
-CREDITS_TIMEOUT = 10.0
+CREDITS_TIMEOUT = 60.0  # in the background: the client's own retries may take a while
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,9 @@ class Credits:
 
 
 class CreditsCache:
-    """The account's balance, read at most once per `ttl` seconds."""
+    """The account's balance, read at most once per `ttl` seconds, in the background:
+    a page never waits for the provider (one that hangs would hold the whole overview,
+    health included, which is what should explain the hang)."""
 
     def __init__(
         self,
@@ -108,20 +110,38 @@ class CreditsCache:
         self._ttl = ttl
         self._clock = clock
         self._last: Credits | None = None
-        self._lock = asyncio.Lock()
+        self._reading: asyncio.Task[None] | None = None
+
+    def peek(self) -> Credits | None:
+        """The last balance read (None before the first read ends); starts a read when
+        it is older than `ttl` and none is under way."""
+        last = self._last
+        stale = last is None or self._clock() - last.read_at >= self._ttl
+        if stale and (self._reading is None or self._reading.done()):
+            self._reading = asyncio.create_task(self._read(), name="web-credits")
+        return last
 
     async def get(self) -> Credits:
-        async with self._lock:
-            last = self._last
-            if last is not None and self._clock() - last.read_at < self._ttl:
-                return last
-            try:
-                async with asyncio.timeout(CREDITS_TIMEOUT):
-                    account = await self._runtime.finetuning.get_account()
-            except TimeoutError:
-                self._last = Credits(None, "the provider did not answer in time", self._clock())
-            except ConnectorError as err:
-                self._last = Credits(None, str(err), self._clock())
-            else:
-                self._last = Credits(account, None, self._clock())
-            return self._last
+        """The balance, waiting for a read when the last one is stale."""
+        self.peek()
+        if self._reading is not None and not self._reading.done():
+            await asyncio.shield(self._reading)
+        assert self._last is not None
+        return self._last
+
+    def close(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+
+    async def _read(self) -> None:
+        try:
+            async with asyncio.timeout(CREDITS_TIMEOUT):
+                account = await self._runtime.finetuning.get_account()
+        except TimeoutError:
+            self._last = Credits(
+                None, f"the provider did not answer within {CREDITS_TIMEOUT:.0f} s", self._clock()
+            )
+        except ConnectorError as err:
+            self._last = Credits(None, str(err), self._clock())
+        else:
+            self._last = Credits(account, None, self._clock())

@@ -10,6 +10,7 @@ rendered on the server; `/ui/app.js` only refreshes the parts marked live.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from connector.dispatch.runtime import Runtime
 from connector.events import ACTION_CALLED, RUN_FAILED
 from connector.ingress.server import Reject, read_body
 from connector.journal.runs import RunRow
+from connector.providers.hosts import is_loopback
 from connector.web.overview import CreditsCache, health_items
 from connector.web.render import Renderer
 from connector.web.sessions import SESSION_COOKIE, Session, SessionStore, SignInThrottle
@@ -36,7 +38,10 @@ __all__ = ["WebPages"]
 
 PAGE_SIZE = 50
 MAX_FORM = 4096
-FORM_TIMEOUT = 10.0
+# A browser sends a form of a few hundred bytes at once: a client that trickles one
+# holds a connection the cap cannot evict while it reads, so reads are short and few.
+FORM_TIMEOUT = 2.0
+FORM_READS = 16
 RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,6 +75,7 @@ class WebPages:
         self.throttle = SignInThrottle()
         self.renderer = Renderer()
         self.credits = CreditsCache(runtime)
+        self._reads = asyncio.Semaphore(FORM_READS)
         self._auth = Authenticator(tokens)
         self._api_url = api_url
         self._log = log
@@ -123,11 +129,13 @@ class WebPages:
                 session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
                 fields: dict[str, str] = {}
                 if form:
-                    fields = await self._form(request)
-                    if session is None:
+                    if session is None:  # refused before its body is read
+                        if handler == self.signout:
+                            return self._signed_out()
                         raise PageError(
                             403, "Signed out", "Your session has ended: sign in again, then retry."
                         )
+                    fields = await self._form(request)
                     if not session.csrf_ok(fields.get("csrf")):
                         raise PageError(
                             403,
@@ -154,8 +162,15 @@ class WebPages:
             raise PageError(403, "Refused", "Forms are accepted only from this page itself.")
         if request.content_type != "application/x-www-form-urlencoded":
             raise PageError(415, "Refused", "Send the form as the page does (url-encoded).")
+        if request.content_length is None:
+            raise PageError(411, "Refused", "Send the form with its length, as a browser does.")
+        if self._reads.locked():
+            raise PageError(503, "Busy", "Too many forms are being sent at once: retry.")
         try:
-            body = await read_body(request, max_body=MAX_FORM, timeout=FORM_TIMEOUT, log=self._log)
+            async with self._reads:
+                body = await read_body(
+                    request, max_body=MAX_FORM, timeout=FORM_TIMEOUT, log=self._log
+                )
         except Reject as reject:
             raise PageError(reject.status, "Refused", reject.reason) from None
         try:
@@ -184,15 +199,19 @@ class WebPages:
         except PageError as err:
             return self.error_page(request, err.status, err.title, err.message)
         target = _local_path(fields.get("next"))
-        wait = self.throttle.wait(client)
-        if wait > 0:
-            return self._signin_page(
-                target, f"Too many failed sign-ins from here: wait {wait:.0f} s.", 429
-            )
         given = fields.get("token", "").strip()
+        if given[:7].lower() == "bearer ":  # pasted as an Authorization header's value
+            given = given[7:].strip()
         try:
             token = self._auth.authenticate(f"Bearer {given}")
         except ApiError:
+            # The right token always passes: the throttle only slows down guessing
+            # (and keeps a guesser from filling the log).
+            wait = self.throttle.wait(client)
+            if wait > 0:
+                return self._signin_page(
+                    target, f"Too many failed sign-ins from here: wait {wait:.0f} s.", 429
+                )
             self.throttle.failed(client)
             self._log.info("sign-in from %s refused: not a token of api.tokens", client)
             message = (
@@ -218,7 +237,7 @@ class WebPages:
             httponly=True,
             samesite="Strict",
             path="/",
-            secure=request.secure,
+            secure=_secure(request),
         )
         return response
 
@@ -227,6 +246,12 @@ class WebPages:
     ) -> web.StreamResponse:
         self.sessions.sign_out(request.cookies.get(SESSION_COOKIE))
         self._log.info("%s signed out of the web page", session.token.name)
+        return self._signed_out()
+
+    @staticmethod
+    def _signed_out() -> web.Response:
+        """To the sign-in page, the cookie cleared (also when the session had already
+        ended, as after a restart: signing out then is no error)."""
         response = see_other("/signin")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
@@ -243,19 +268,20 @@ class WebPages:
             for row in store.runs_page(limit=201, status="failed")
             if row.started_at is not None and row.started_at >= day_ago
         ]
-        credits = await self.credits.get()
+        credits = self.credits.peek()
         return self._page(
             "overview.html",
             session,
             "overview",
             {
                 "health": health_items(self.runtime, self._api_url()),
-                "credits": credits.as_context(time.monotonic()),
+                "credits": None if credits is None else credits.as_context(time.monotonic()),
                 "in_flight": store.runs_page(limit=20, status="running"),
                 "events": store.events_page(limit=10),
                 "failures": failed[:20],
                 "failure_count": len(failed),
                 "failure_more": len(failed) > 200,
+                "aliases": self._aliases(),
             },
         )
 
@@ -322,6 +348,7 @@ class WebPages:
                 "generation": generation,
                 "alias": self._aliases().get(row.automation_id),
                 "replayable": self._may_replay(session, row),
+                "replay_actions": run_actions(self.runtime.config, row.automation_id),
                 "csrf": session.csrf,
             },
         )
@@ -340,6 +367,16 @@ class WebPages:
         try:
             new_id = self.runtime.replay(row.run_id)
         except ValueError as err:
+            replay = next(
+                (
+                    other.run_id
+                    for other in self.runtime.store.runs_for_event(row.event_key)
+                    if other.replay_of == row.run_id
+                ),
+                None,
+            )
+            if replay is not None:  # replayed already (a double click): show that replay
+                return see_other(f"/runs/{replay}")
             raise PageError(409, "Cannot replay", str(err)) from None
         self._log.info(
             "run %s replayed as %s by %s (web page)", row.run_id, new_id, session.token.name
@@ -440,24 +477,40 @@ def _cursor(request: web.Request) -> tuple[float, str] | None:
 
 
 def _local_path(target: str | None) -> str:
-    """Where to go after signing in: a path on this site only (never `//host` or a URL)."""
+    """Where to go after signing in: a path on this site only (never `//host` or a URL),
+    of printable ASCII (it becomes a `Location` header)."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return "/"
+    if any(not 0x21 <= ord(c) <= 0x7E for c in target):
+        return "/"
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 
 
+def _secure(request: web.Request) -> bool:
+    """Whether the browser reached the page over https: directly, or through a TLS proxy
+    on this machine that says so (`X-Forwarded-Proto`)."""
+    if request.secure:
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    return forwarded and is_loopback(request.remote or "")
+
+
 def _same_site(request: web.Request) -> bool:
-    """Whether a form comes from this site: `Sec-Fetch-Site` (no page can forge it) must
-    say so when the browser sends it, and `Origin`, when it names one, must be this host.
-    `Origin: null` passes only beside `Sec-Fetch-Site: same-origin`: Chromium sends it
-    for the page's own forms under some referrer policies."""
+    """Whether a form comes from this site. `Sec-Fetch-Site` decides when the browser
+    sends it (no page can forge it). Else `Origin`, when it names one, must name this
+    host and port; not the scheme, which a TLS proxy in front changes. (Chromium may
+    send `Origin: null` for the page's own forms, and then sends `Sec-Fetch-Site`.)"""
     site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("Origin")
-    if origin is None or (origin == "null" and site is not None):
-        return True  # the CSRF token still decides
-    return origin == f"{request.scheme}://{request.host}"
+    if origin is None:
+        return True  # not a browser's cross-site form; the CSRF token still decides
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(netloc) and netloc.lower() == request.host.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 
@@ -18,6 +19,13 @@ async def test_overview_shows_health_credits_events_and_failures(site: Site) -> 
     browser = await site.signed_in()
     page = await browser.get("/")
     assert page.status == 200
+    # The balance is read in the background: the first answer says so, a later one has it.
+    assert "Reading the balance" in page.text
+    for _ in range(200):
+        page = await browser.get("/")
+        if "credits-remaining" in page.text:
+            break
+        await asyncio.sleep(0.05)
     for heading in (
         "Health",
         "Credits",
@@ -141,8 +149,10 @@ async def test_replay_from_the_page_runs_again_and_links_back(site: Site) -> Non
     old = await browser.get(f"/runs/{failed.run_id}")
     assert "Replay</button>" not in old.text  # replayed once: its replay is the one to use
     assert "was replayed" in old.text
+    # A second press (a double click) shows the replay the first one made.
     again = await browser.post(f"/runs/{failed.run_id}/replay", {"csrf": trace.csrf()})
-    assert again.status == 409
+    assert again.status == 303
+    assert again.location == f"/runs/{new_id}"
 
 
 async def test_events_show_fired_and_seeded_with_their_source(site: Site) -> None:
@@ -189,7 +199,6 @@ async def test_live_regions_and_script(site: Site) -> None:
     for path, regions in (
         ("/", ("health", "credits", "in-flight", "latest-events", "failures")),
         ("/runs", ("runs",)),
-        (f"/runs/{run_id}", ("run-head", "steps")),
         ("/events", ("events",)),
         ("/hooks", ("hooks",)),
     ):
@@ -200,5 +209,8 @@ async def test_live_regions_and_script(site: Site) -> None:
     script = await browser.get("/ui/app.js")
     assert "data-live" in script.text
     assert "setInterval" in script.text
+    # A finished run's trace no longer changes: its regions are settled (not polled).
+    trace = await browser.get(f"/runs/{run_id}")
+    assert trace.text.count("data-settled") == 2
     # The sign-in page loads no script at all.
     assert "<script" not in (await site.browser().get("/signin")).text

@@ -3,6 +3,9 @@ elsewhere, gets: over real loopback sockets against a started connector."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import pytest
 from ft_web_support import ACTOR, BUTTON, FULL, PAGES, READER, TOKENS, Site
 
@@ -79,14 +82,23 @@ async def test_sign_in_goes_only_to_a_path_of_this_site(site: Site, target: str)
     assert page.location == "/"
 
 
-async def test_failed_sign_ins_are_throttled_per_client(site: Site) -> None:
+async def test_failed_sign_ins_are_throttled_per_client(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
     browser = site.browser()
     for _ in range(10):
         assert (await browser.sign_in("wrong-token-000000000000000000")).status == 401
-    page = await browser.sign_in(FULL)  # even the right token waits: it is a guessing spree
+    page = await browser.sign_in("wrong-token-000000000000000000")
     assert page.status == 429
     assert "Too many failed sign-ins" in page.text
-    assert browser.cookie() is None
+    refusals = caplog.text.count("refused: not a token")
+    for _ in range(20):  # a guesser past the limit no longer fills the log
+        assert (await browser.sign_in("wrong-token-000000000000000001")).status == 429
+    assert caplog.text.count("refused: not a token") == refusals
+    # The right token is never slowed down: anyone sharing the address could lock it out.
+    page = await browser.sign_in(FULL)
+    assert page.status == 303
+    assert browser.cookie() is not None
 
 
 async def test_sign_out_ends_the_session(site: Site) -> None:
@@ -119,7 +131,7 @@ async def test_forms_from_elsewhere_are_refused(site: Site) -> None:
     # Without the page's CSRF token, with another's, from another site: all refused.
     assert (await browser.post(path, {})).status == 403
     assert (await browser.post(path, {"csrf": "x" * 43})).status == 403
-    cross = await browser.post(path, {"csrf": csrf}, origin="http://evil.example")
+    cross = await browser.post(path, {"csrf": csrf}, origin="http://evil.example", site=None)
     assert cross.status == 403
     assert "only from this page" in cross.text
     assert (await browser.post(path, {"csrf": csrf}, site="cross-site")).status == 403
@@ -229,3 +241,84 @@ async def test_a_form_of_the_page_with_origin_null_is_accepted(site: Site) -> No
     assert browser.cookie() is not None
     shown = await browser.get("/")
     assert shown.headers["Referrer-Policy"] == "same-origin"
+
+
+async def test_behind_a_tls_proxy_forms_pass_and_the_cookie_is_secure(site: Site) -> None:
+    """A TLS proxy in front (as the README advises beyond loopback): the browser's Origin
+    is https and names the proxy's host; found by the hostile review, sign-in was refused."""
+    host = "ftc.example.net"
+    async with site.api_session.post(
+        f"{site.base}/signin",
+        data={"token": FULL},
+        headers={"Host": host, "Origin": f"https://{host}", "X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+    ) as answer:
+        assert answer.status == 303
+        cookie = answer.headers["Set-Cookie"]
+    assert "Secure" in cookie  # the proxy, on this machine, says the browser used https
+    async with site.api_session.post(
+        f"{site.base}/signin",
+        data={"token": FULL},
+        headers={"Origin": f"https://{host}", "Sec-Fetch-Site": "same-origin"},
+        allow_redirects=False,
+    ) as answer:
+        assert answer.status == 303  # Sec-Fetch-Site decides, whatever Host the proxy sets
+        assert "Secure" not in answer.headers["Set-Cookie"]
+
+
+async def test_a_form_without_a_session_is_refused_before_its_body(site: Site) -> None:
+    """Found by the hostile review: the body was read (10 s) before the session was
+    checked, so trickling clients could hold the listener's connections."""
+    port = int(site.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /runs/0123456789abcdef/replay HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4000\r\n\r\n"
+    )
+    await writer.drain()
+    status = await reader.readline()  # answered without the 4000 bytes ever coming
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 403")
+
+
+async def test_a_sign_in_form_must_say_its_length(site: Site) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"token="
+        yield FULL.encode()
+
+    async with site.api_session.post(
+        f"{site.base}/signin",
+        data=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        allow_redirects=False,
+    ) as answer:
+        assert answer.status == 411
+
+
+async def test_odd_next_targets_and_pasted_bearer(site: Site) -> None:
+    browser = site.browser()
+    page = await browser.sign_in(f"Bearer {FULL}", "/\x7f")
+    assert page.status == 303
+    assert page.location == "/"
+    again = await browser.get("/signin?next=/%7F")  # signed in: straight on
+    assert again.status == 303
+    assert again.location == "/"
+
+
+async def test_sign_out_after_the_session_ended_is_no_error(site: Site) -> None:
+    browser = site.browser()
+    browser.session.cookie_jar.update_cookies({"ftc_session": "ended-by-a-restart"})
+    page = await browser.post("/signout", {"csrf": "whatever"})
+    assert page.status == 303
+    assert page.location == "/signin"
+    cleared = page.headers.get("Set-Cookie", "")
+    assert cleared.startswith('ftc_session="";')
+    assert "Max-Age=0" in cleared
+
+
+async def test_head_on_pages(site: Site) -> None:
+    browser = await site.signed_in()
+    async with browser.session.head(f"{site.base}/runs", allow_redirects=False) as answer:
+        assert answer.status == 200
+    async with site.browser().session.head(f"{site.base}/", allow_redirects=False) as answer:
+        assert answer.status == 303
