@@ -263,5 +263,7 @@ def test_no_token_reaches_the_daemons_log(site: Site, visit: Callable[..., Visit
     assert sign_in(page, site.page("/signin"), WRONG) == 401
     log = site.daemon.output()
     assert "Running 4 automation(s)" in log
+    # `ftconnect run` says where the page is and which tokens may sign in to it.
+    assert f"Web page on {site.url}/ (sign in with a token that has read: " in log
     for secret in (OPERATOR[1], VIEWER[1], BUTTON[1], WRONG, HOOK_PATH_SECRET):
         assert secret not in log
