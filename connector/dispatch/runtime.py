@@ -374,12 +374,13 @@ class Runtime:
         if any(d for d, new in zip(deliveries, results, strict=True) if new):
             notify(self.outbox_listeners)
         for (event, runs, future), new in zip(batch, results, strict=True):
-            if new and self._accepting:
+            if new:
                 # Started here, not by the caller: a caller that goes away (a webhook
                 # sender hanging up) must not leave journaled runs unstarted. (Recorded
-                # while stopping, a `run_failed` say, they start at the next start.)
+                # while stopping, a `run_failed` say, they start at the next start; its
+                # listeners hear of it now all the same: it is journaled as heard.)
                 try:
-                    for run_id, automation in runs:
+                    for run_id, automation in runs if self._accepting else ():
                         record = RunRecord(run_id, automation.id, event)
                         record.first_step_journaled = run_id in first_steps
                         self._launch(record, {})

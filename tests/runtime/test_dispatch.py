@@ -503,3 +503,39 @@ automations:
     assert results == [True, True, True]
     runs = await runs_of(runtime)
     assert [r.status for r in runs] == ["succeeded"] * 3
+
+
+async def test_an_event_journaled_while_stopping_still_reaches_its_listeners(
+    client: FinetuningClient, store: Store
+) -> None:
+    """Found with the Home Assistant integration, which fires its bus events from the
+    listeners: an event whose batch was written just after `stop()` stopped taking work
+    was journaled (so never heard again) without its listeners hearing it. Its runs
+    wait for the next start, as before."""
+    runtime = Runtime(
+        config(
+            """
+automations:
+  - id: count
+    triggers: [{trigger: generation_failed}]
+    actions:
+      - action: bulk_delete
+        tracks: "{{ trigger.generation.id }}"
+        confirm: true
+        dry_run: true
+"""
+        ),
+        client,
+        store=store,
+    )
+    heard: list[str] = []
+    runtime.event_listeners.append(lambda event: heard.append(event.key))
+    event = Event.for_generation(
+        Generation(id="late", status=GenerationStatus.FAILED), source="poll"
+    )
+    submitted = asyncio.ensure_future(runtime.submit_event(event))
+    await asyncio.sleep(0)  # in the batch, its write scheduled
+    runtime._accepting = False  # where stop() is when the write lands
+    assert await submitted is True
+    assert heard == [event.key]
+    assert [r.status for r in store.runs(limit=5)] == ["running"]  # for the next start
