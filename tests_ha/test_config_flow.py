@@ -243,22 +243,20 @@ async def test_reauth_with_another_accounts_key_is_refused(
 async def test_coordinator_auth_failure_starts_reauth(
     hass: HomeAssistant, setup_entry: MockConfigEntry, sandbox: SandboxHandle
 ) -> None:
-    """A key the provider refuses while the entry is loaded: reauth, not a dead sensor."""
-    from homeassistant.helpers.aiohttp_client import async_get_clientsession
-
-    from connector.providers.finetuning.client import FinetuningClient
-    from custom_components.finetuning.coordinator import AccountCoordinator
-
-    refused = FinetuningClient(
-        UNKNOWN_KEY, base_url=sandbox.url, session=async_get_clientsession(hass)
-    )
-    coordinator = AccountCoordinator(hass, setup_entry, refused, interval=60)
-    await coordinator.async_refresh()
+    """The entry's key revoked while it is loaded: the next refresh of the credits starts
+    reauth, instead of leaving a dead sensor."""
+    key = setup_entry.data[CONF_API_KEY]
+    # Revoked at the provider: the sandbox no longer knows the key (it has no public
+    # way to revoke one; its key index is what authenticates).
+    assert sandbox.sandbox._by_key.pop(key) is not None
+    account = setup_entry.runtime_data.account
+    await account.async_refresh()
     await hass.async_block_till_done()
-    assert not coordinator.last_update_success
+    assert not account.last_update_success
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [flow["context"]["source"] for flow in flows] == ["reauth"]
     assert flows[0]["context"]["entry_id"] == setup_entry.entry_id
+    assert hass.states.get("sensor.finetuning_credits").state == "unavailable"
 
 
 # -- options --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ tests post to it too, through the test client.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,6 +18,7 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from yarl import URL
 
+from connector.events import Event as ConnectorEvent
 from custom_components.finetuning.const import (
     CONF_ACTIVE_POLL_INTERVAL,
     CONF_POLL_INTERVAL,
@@ -181,6 +183,47 @@ async def test_reload_and_restart_fire_nothing_again(
     await hass.async_block_till_done()
     await settle(hass, setup_entry)
     assert [e.data["generation_id"] for e in completed] == [generation_id]
+    # What kept it quiet is the journal kept on disk, not the seeding of a fresh start
+    # (which would also keep it quiet): reported again now, as a delivery would, it is a
+    # repeat. A journal that forgot it would call it new and fire it.
+    data = setup_entry.runtime_data
+    record = await data.client.get_generation(generation_id)
+    event = ConnectorEvent.for_generation(record, source="webhook")
+    assert await data.connector.runtime.submit_event(event) is False
+    await hass.async_block_till_done()
+    assert len(completed) == 1
+
+
+async def test_event_journaled_while_the_entry_unloads_still_reaches_the_bus(
+    hass: HomeAssistant, setup_entry: MockConfigEntry, sandbox: SandboxHandle
+) -> None:
+    """A report that lands while the entry unloads (a delivery in flight, a poll whose
+    journal write is shielded from cancellation) is journaled by the connector as it
+    stops: the bridge is still attached then, so it reaches the bus, once."""
+    from connector.sandbox.records import GenerationParams
+
+    completed = Captured(hass, EVENT_TRACK_COMPLETED)
+    made = sandbox.sandbox.create_generation(MAIN_ACCOUNT, GenerationParams(tags="late"))
+    await finished(sandbox, made.id)
+    generation = await setup_entry.runtime_data.client.get_generation(made.id)
+    runtime = setup_entry.runtime_data.connector.runtime
+    stop = runtime.stop
+
+    async def stop_as_a_report_lands(*, grace: float = 30.0) -> None:
+        # What a delivery in flight does at this moment: the connector still accepts it.
+        assert await runtime.submit_event(
+            ConnectorEvent.for_generation(generation, source="webhook")
+        )
+        await stop(grace=grace)
+
+    runtime.stop = stop_as_a_report_lands  # type: ignore[method-assign]
+    assert await hass.config_entries.async_unload(setup_entry.entry_id)
+    await hass.async_block_till_done()
+    assert [e.data["generation_id"] for e in completed] == [made.id]
+    assert await hass.config_entries.async_setup(setup_entry.entry_id)
+    await hass.async_block_till_done()
+    await settle(hass, setup_entry)
+    assert [e.data["generation_id"] for e in completed] == [made.id]
 
 
 async def test_what_finished_while_unloaded_fires_at_the_next_start(
@@ -338,6 +381,101 @@ async def test_posted_webhook_fires_with_the_full_record(
     assert (len(completed), len(failed)) == (1, 1)
 
 
+async def test_webhook_completion_is_on_the_bus_once_the_provider_is_answered(
+    hass: HomeAssistant,
+    hooked_entry: MockConfigEntry,
+    sandbox: SandboxHandle,
+    client: TestClient,
+) -> None:
+    """The 200 means "journaled and on the bus": nothing is left for a later task that a
+    crash (here: every task of the entry cancelled at once) could lose."""
+    from connector.sandbox.records import GenerationParams
+
+    completed = Captured(hass, EVENT_TRACK_COMPLETED)
+    made = sandbox.sandbox.create_generation(MAIN_ACCOUNT, GenerationParams(tags="crash"))
+    generation = await finished(sandbox, made.id)
+    answer = await client.post(
+        hook_path(hooked_entry), json=sandbox.sandbox.webhook_payload(generation)
+    )
+    assert await answer.json() == {"ok": True, "new": True}
+    # Already fired, with the full record, before anything else of the entry ran.
+    assert [e.data for e in completed] == [expected(sandbox, generation, hooked_entry, "webhook")]
+    # Home Assistant dies now: what has not run, never runs.
+    for task in list(hooked_entry._tasks):
+        task.cancel()
+    await asyncio.sleep(0)
+    assert await hass.config_entries.async_reload(hooked_entry.entry_id)
+    await hass.async_block_till_done()
+    await settle(hass, hooked_entry)
+    assert [e.data["generation_id"] for e in completed] == [made.id]
+
+
+async def test_webhook_delivery_is_checked_against_the_provider(
+    hass: HomeAssistant,
+    hooked_entry: MockConfigEntry,
+    sandbox: SandboxHandle,
+    client: TestClient,
+) -> None:
+    """Deliveries are unsigned: whoever holds the URL can post one. Only the provider's
+    own record is believed, so a forged "completed" (for a track the account does not
+    have, or one still processing) records and fires nothing, and the real completion
+    is still new when it comes, with the provider's audio URL."""
+    completed = Captured(hass, EVENT_TRACK_COMPLETED)
+    running = sandbox.sandbox.add_track(MAIN_ACCOUNT, status="processing")
+    forged = {"id": "no-such-track", "status": "completed", "title": "Forged"}
+    answer = await client.post(hook_path(hooked_entry), json=forged)
+    assert answer.status == 404
+    forged = {
+        "id": running.id,
+        "status": "completed",
+        "title": "Forged",
+        "audioUrl": "https://attacker.example/x.mp3",
+    }
+    answer = await client.post(hook_path(hooked_entry), json=forged)
+    assert answer.status == 202
+    assert await answer.json() == {"ok": True, "final": False}
+    await hass.async_block_till_done()
+    assert completed == []
+
+    generation = sandbox.sandbox.complete_now(running.id)
+    await sandbox.sandbox.settle()
+    answer = await client.post(hook_path(hooked_entry), json=forged)
+    assert await answer.json() == {"ok": True, "new": True}
+    await hass.async_block_till_done()
+    assert [e.data for e in completed] == [expected(sandbox, generation, hooked_entry, "webhook")]
+    assert completed[0].data["title"] != "Forged"
+
+
+async def test_webhook_answers_503_while_the_provider_cannot_confirm(
+    hass: HomeAssistant,
+    hooked_entry: MockConfigEntry,
+    sandbox: SandboxHandle,
+    client: TestClient,
+) -> None:
+    """A delivery the provider cannot confirm is not recorded: 503, so a sender that
+    retries will, and the poller still reports it (the journal has not marked it)."""
+    from connector.sandbox.config import FaultRule
+    from connector.sandbox.records import GenerationParams
+
+    completed = Captured(hass, EVENT_TRACK_COMPLETED)
+    made = sandbox.sandbox.create_generation(MAIN_ACCOUNT, GenerationParams(tags="flaky"))
+    generation = await finished(sandbox, made.id)
+    payload = sandbox.sandbox.webhook_payload(generation)
+    client_api = hooked_entry.runtime_data.client
+    client_api.max_retries = 0  # one refused look is enough for the test
+    sandbox.sandbox.faults.replace([FaultRule(route="GET /v1/generations/*", error_rate=1.0)])
+    answer = await client.post(hook_path(hooked_entry), json=payload)
+    assert answer.status == 503
+    await hass.async_block_till_done()
+    assert completed == []
+
+    sandbox.sandbox.faults.replace([])
+    await settle(hass, hooked_entry)
+    assert [e.data for e in completed] == [expected(sandbox, generation, hooked_entry, "poll")]
+    answer = await client.post(hook_path(hooked_entry), json=payload)
+    assert await answer.json() == {"ok": True, "new": False}
+
+
 @pytest.mark.parametrize(
     ("query", "body", "status"),
     [
@@ -356,18 +494,25 @@ async def test_webhook_refuses_what_is_not_a_delivery(
     query: str,
     body: Any,
     status: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     completed = Captured(hass, EVENT_TRACK_COMPLETED)
     url = URL(hooked_entry.runtime_data.webhook_url)
     token = url.query["token"]
     query = query.replace("TOKEN", f"?token={token}")
     kwargs: dict[str, Any] = {"json": body} if body is not None else {"data": b"{not json"}
+    caplog.set_level(logging.DEBUG)
     answer = await client.post(url.path + query, **kwargs)
     assert answer.status == status
     text = await answer.text()
     assert token not in text
     await hass.async_block_till_done()
     assert completed == []
+    # Anyone can post to a public URL: a refusal is not worth a warning each time.
+    ours = [r for r in caplog.records if r.name.startswith(("custom_components", "connector"))]
+    assert all(r.levelno < logging.WARNING for r in ours)
+    if status == 401:
+        assert any("refused" in r.getMessage() for r in ours)  # still there, at DEBUG
 
 
 async def test_no_webhook_for_an_address_the_provider_cannot_call(

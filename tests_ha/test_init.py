@@ -15,6 +15,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from connector.journal.lock import holder
 from custom_components.finetuning.const import (
     CONF_ACTIVE_POLL_INTERVAL,
     CONF_API_KEY,
@@ -218,3 +219,67 @@ async def test_a_stopped_connector_says_so(
             DOMAIN, "generate", {"tags": "too late"}, blocking=True, return_response=True
         )
     assert caught.value.translation_key == "not_running"
+
+
+# -- stopping and failing part way ----------------------------------------------------------
+
+
+async def test_home_assistant_stop_stops_the_connector(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> None:
+    """Config entries are not unloaded when Home Assistant stops: the connector must stop
+    with it (its runs get their grace, its journal is closed and its lock released)."""
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    connector = config_entry.runtime_data.connector
+    try:
+        await hass.async_stop()
+        assert not connector.running
+        # The journal closed and its lock free for the next start of Home Assistant.
+        assert connector.store.closed
+        assert holder(connector.store.state_dir) is None
+    finally:
+        await connector.stop(grace=0)
+
+
+async def test_a_bad_server_address_is_a_setup_error(hass: HomeAssistant, sandbox_key: str) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        data={CONF_API_KEY: sandbox_key, CONF_BASE_URL: "ftp://127.0.0.1/"},
+        unique_id="bad-address",
+    )
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert entry.error_reason_translation_key == "endpoint_failed"
+    assert entry.reason is not None
+    assert "ftp://" in entry.reason
+    assert sandbox_key not in entry.reason
+    assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+
+
+async def test_a_setup_that_fails_part_way_closes_what_it_opened(
+    hass: HomeAssistant, config_entry: MockConfigEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error after the connector started (Home Assistant then runs none of
+    the entry's unload callbacks): the connector is stopped and its journal released, so
+    the next setup works."""
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a platform that cannot load")
+
+    monkeypatch.setattr(hass.config_entries, "async_forward_entry_setups", broken)
+    assert not await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert config_entry.state is ConfigEntryState.SETUP_ERROR
+    connector = config_entry.runtime_data.connector
+    assert not connector.running
+    assert connector.store.closed
+    assert holder(connector.store.state_dir) is None
+    monkeypatch.undo()
+    assert await hass.config_entries.async_reload(config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert config_entry.state is ConfigEntryState.LOADED
+    assert config_entry.runtime_data.connector.running
+    assert await hass.config_entries.async_unload(config_entry.entry_id)

@@ -6,6 +6,7 @@ first three), "Public Picks" (public ones) and an empty "Inbox".
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,7 +248,13 @@ async def test_bulk_delete_requires_confirm(
 ) -> None:
     victim = tracks(sandbox)[0].id
     before = posts(sandbox)
-    for data in ({"tracks": victim}, {"tracks": victim, "confirm": False}):
+    # A dry run too, as the library's action has it: `confirm` says the step was meant.
+    refused = (
+        {"tracks": victim},
+        {"tracks": victim, "confirm": False},
+        {"tracks": victim, "dry_run": True},
+    )
+    for data in refused:
         with pytest.raises(ServiceValidationError) as caught:
             await call(hass, "bulk_delete", data)
         assert caught.value.translation_key == "confirm_required"
@@ -369,3 +376,48 @@ async def test_service_descriptions_load(hass: HomeAssistant, setup_entry: MockC
     for name, schema in SCHEMAS.items():
         assert set(descriptions[name]["fields"]) == {str(key) for key in schema.schema}, name
         assert descriptions[name]["name"]  # translated
+
+
+# -- the journal ----------------------------------------------------------------------------
+
+
+async def test_a_failing_journal_is_a_translated_error(
+    hass: HomeAssistant, setup_entry: MockConfigEntry, sandbox: SandboxHandle
+) -> None:
+    """No journal, no call: the run could not be recorded, so nothing is sent."""
+    before = posts(sandbox)
+    setup_entry.runtime_data.connector.store.close()
+    with pytest.raises(HomeAssistantError) as caught:
+        await call(hass, "generate", {"tags": "nowhere to write it"})
+    assert caught.value.translation_key == "journal_failed"
+    assert "closed" in str(caught.value)
+    assert posts(sandbox) == before
+
+
+async def test_service_calls_read_the_journal_off_the_event_loop(
+    hass: HomeAssistant,
+    setup_entry: MockConfigEntry,
+    sandbox: SandboxHandle,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The integration's own blocking calls (the option checks look at the file system,
+    a run's row is a SQLite read) run in the executor, not on Home Assistant's loop."""
+    from connector.journal.store import Store
+    from custom_components.finetuning import services
+
+    seen: dict[str, bool] = {}
+
+    def spy(owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = asyncio._get_running_loop() is not None
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    spy(services, "check_call")
+    spy(Store, "run")
+    response = await call(hass, "generate", {"tags": "off the loop", "wait": True})
+    assert response["status"] == "completed"
+    assert seen == {"check_call": False, "run": False}

@@ -14,13 +14,14 @@ is fired once on the bus. Services are registered in `async_setup`, so they exis
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 from pathlib import Path
 
-from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
@@ -30,7 +31,8 @@ from homeassistant.helpers.typing import ConfigType
 from connector.app import NEVER, open_connector
 from connector.automation.model import ConnectorConfig, PollConfig, ProviderConfig
 from connector.automation.problems import ConfigError
-from connector.automation.registry import default_registry
+from connector.automation.registry import Registry, default_registry
+from connector.endpoint import EndpointError
 from connector.errors import ConnectorError, InvalidApiKeyError, MissingApiKeyError
 from connector.journal.connection import JournalError
 
@@ -48,7 +50,7 @@ from .const import (
     MANUFACTURER,
 )
 from .coordinator import AccountCoordinator, GenerationsCoordinator
-from .events import async_setup_events
+from .events import async_setup_webhook, attach_bridge
 from .models import FinetuningConfigEntry, FinetuningData
 from .services import async_setup_services
 
@@ -57,7 +59,8 @@ _LOGGER = logging.getLogger(__name__)
 PLATFORMS: list[Platform] = [Platform.SENSOR]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
-# Runs still going when an entry unloads get this long; the rest resume at the next start.
+# Runs still going when an entry unloads (or Home Assistant stops) get this long; the rest
+# resume at the next start.
 STOP_GRACE = 5.0
 # A connector for Home Assistant runs the services' calls only: a few at once is plenty.
 MAX_CONCURRENT_RUNS = 4
@@ -106,11 +109,65 @@ def connector_config(hass: HomeAssistant, entry: FinetuningConfigEntry) -> Conne
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: FinetuningConfigEntry) -> bool:
-    """Open the account's connector, check the key, start it, then the sensors."""
+    """Open the account's connector, check the key, start it, then the sensors.
+
+    Everything opened goes onto one exit stack, closed when the entry unloads, when
+    Home Assistant stops (config entries are not unloaded then), or at once when the
+    setup fails part way, whatever the exception.
+    """
     config = connector_config(hass, entry)
     # Discovering the plugins imports modules: done once, off the event loop.
     registry = await hass.async_add_executor_job(default_registry)
     stack = contextlib.AsyncExitStack()
+    lock = asyncio.Lock()
+
+    async def close() -> None:
+        # Home Assistant's stop and an unload may both ask: the second waits, then finds
+        # nothing left to close.
+        async with lock:
+            await stack.aclose()
+
+    try:
+        await _async_open(hass, entry, config, registry, stack)
+        stop_heard = False
+
+        async def stop_with_home_assistant(_event: Event) -> None:
+            nonlocal stop_heard
+            stop_heard = True
+            await close()
+
+        remove = hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, stop_with_home_assistant)
+        # Once heard, the listener is gone already: removing it again would log an error.
+        entry.async_on_unload(lambda: None if stop_heard else remove())
+        stack.callback(entry.add_update_listener(_options_updated))
+        await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    except BaseException:
+        await close()
+        raise
+    entry.async_on_unload(close)
+    return True
+
+
+def _translated(
+    kind: type[ConfigEntryError | ConfigEntryAuthFailed | ConfigEntryNotReady],
+    key: str,
+    err: Exception,
+) -> ConfigEntryError | ConfigEntryAuthFailed | ConfigEntryNotReady:
+    return kind(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders={"error": str(err)},
+    )
+
+
+async def _async_open(
+    hass: HomeAssistant,
+    entry: FinetuningConfigEntry,
+    config: ConnectorConfig,
+    registry: Registry,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """The setup proper: each piece it opens is pushed onto `stack`."""
     try:
         connector = await stack.enter_async_context(
             open_connector(
@@ -123,22 +180,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: FinetuningConfigEntry) -
             )
         )
     except ConfigError as err:  # a malformed key or base URL in the entry's data
-        await stack.aclose()
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN,
-            translation_key="auth_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise _translated(ConfigEntryAuthFailed, "auth_failed", err) from err
+    except EndpointError as err:  # a base URL that is not http(s)
+        raise _translated(ConfigEntryError, "endpoint_failed", err) from err
     except JournalError as err:
-        await stack.aclose()
-        raise ConfigEntryError(
-            translation_domain=DOMAIN,
-            translation_key="journal_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
-    # From here on, whatever fails (or unloads) stops the connector first.
-    entry.async_on_unload(stack.aclose)
-    stack.push_async_callback(connector.stop, grace=STOP_GRACE)
+        raise _translated(ConfigEntryError, "journal_failed", err) from err
 
     options = config.poll
     account = AccountCoordinator(
@@ -178,27 +224,21 @@ async def async_setup_entry(hass: HomeAssistant, entry: FinetuningConfigEntry) -
         library_folder=entry.options.get(CONF_LIBRARY_FOLDER) or "",
         options=dict(entry.options),
     )
+    # The stack closes last in, first out: the webhook goes first (no new deliveries),
+    # then the connector stops, and only then is the bridge detached, so whatever is
+    # journaled while the connector stops still reaches the bus.
+    attach_bridge(hass, entry, stack)
+    stack.push_async_callback(connector.stop, grace=STOP_GRACE)
     # Before start(): what finished while Home Assistant was down is reported by the
     # first poll, and must reach the bus.
-    await async_setup_events(hass, entry)
+    await async_setup_webhook(hass, entry, stack)
     try:
         await connector.start()
     except (InvalidApiKeyError, MissingApiKeyError) as err:
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN,
-            translation_key="auth_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise _translated(ConfigEntryAuthFailed, "auth_failed", err) from err
     except ConnectorError as err:  # the API down, the journal locked by another process
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="start_failed",
-            translation_placeholders={"error": str(err)},
-        ) from err
+        raise _translated(ConfigEntryNotReady, "start_failed", err) from err
     await generations.async_config_entry_first_refresh()
-    entry.async_on_unload(entry.add_update_listener(_options_updated))
-    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: FinetuningConfigEntry) -> bool:

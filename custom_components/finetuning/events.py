@@ -18,12 +18,16 @@ parameter compared in constant time. Both are made once and kept in 0600 files
 beside the journal, so generations submitted before a restart can still be
 delivered after it, and both are registered with the library's scrubber, so
 neither reaches a log or the journal. The body is read, checked and parsed by
-the library's code (`read_body`, `load_json`, `parse_finetuning`).
+the library's code (`read_body`, `load_json`, `parse_finetuning`). Since a
+delivery is unsigned, only its id is believed: the generation is read from the
+provider (bounded) before anything is recorded, and that record is what is
+journaled and fired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import secrets
@@ -31,13 +35,14 @@ from typing import Any
 
 from aiohttp import web
 from homeassistant.components import webhook
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.network import NoURLAvailableError
 from yarl import URL
 
 from connector.dispatch.listener import WEBHOOK_TOKEN
 from connector.dispatch.runtime import Runtime
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, NotFoundError, RequestValidationError
 from connector.events import GENERATION_FAILED, TRACK_COMPLETED, Event
 from connector.ingress.payloads import load_json, parse_finetuning
 from connector.ingress.server import Reject, json_response, read_body
@@ -49,15 +54,21 @@ from connector.redaction import register_secret
 from .const import DOMAIN, EVENT_GENERATION_FAILED, EVENT_TRACK_COMPLETED
 from .models import FinetuningConfigEntry
 
-__all__ = ["WEBHOOK_ID_SECRET", "EventBridge", "async_setup_events", "event_data"]
+__all__ = [
+    "WEBHOOK_ID_SECRET",
+    "EventBridge",
+    "async_setup_webhook",
+    "attach_bridge",
+    "event_data",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
 WEBHOOK_ID_SECRET = "homeassistant_webhook_id"
 """The state-dir secret file holding the Home Assistant webhook id of the account."""
 TOKEN_PARAMETER = "token"
-# A webhook payload has no title: the full record is read for the event, within this.
-ENRICH_TIMEOUT = 10.0
+# A delivery is checked with the provider within this (its own delivery timeout is 10 s).
+FETCH_TIMEOUT = 8.0
 
 BUS_EVENTS = {TRACK_COMPLETED: EVENT_TRACK_COMPLETED, GENERATION_FAILED: EVENT_GENERATION_FAILED}
 
@@ -85,10 +96,12 @@ def event_data(
 class EventBridge:
     """A connector event listener: each new terminal Finetuning.ai generation, on the bus.
 
-    Called by the runtime (on the event loop) once per event key, after the event
-    is journaled. A webhook delivery has no title: the full record is read first
-    (bounded; without it the event fires with what the delivery said), so
-    automations get the same data whichever path reported it first.
+    Called by the runtime on the event loop, once per event key, right after the
+    event is journaled, and it fires there and then: nothing is awaited between
+    the journal's "seen" and the bus, so no crash, cancellation or unload can fall
+    between them. Every report already carries the full record (a poll reads it;
+    the webhook handler fetches it before submitting), so there is nothing to add.
+    The sensors' refreshes follow in a task of their own.
     """
 
     def __init__(self, hass: HomeAssistant, entry: FinetuningConfigEntry) -> None:
@@ -100,37 +113,47 @@ class EventBridge:
         generation = event.generation
         if name is None or generation is None or event.provider != "finetuning":
             return
-        self.entry.async_create_task(
-            self.hass, self._fire(name, generation, event.source), f"{DOMAIN} {name}"
-        )
-
-    async def _fire(self, name: str, generation: Generation, source: str) -> None:
         data = self.entry.runtime_data
-        if generation.title is None:
-            try:
-                async with asyncio.timeout(ENRICH_TIMEOUT):
-                    generation = await data.client.get_generation(generation.id)
-            except (ConnectorError, TimeoutError) as err:
-                _LOGGER.debug(
-                    "generation %s: fired without its full record: %s", generation.id, err
-                )
         self.hass.bus.async_fire(
             name,
             event_data(
-                generation, device_id=data.device_id, entry_id=self.entry.entry_id, source=source
+                generation,
+                device_id=data.device_id,
+                entry_id=self.entry.entry_id,
+                source=event.source,
             ),
         )
+        if self.entry.state is ConfigEntryState.LOADED:
+            self.entry.async_create_task(self.hass, self._refresh(), f"{DOMAIN} refresh")
+
+    async def _refresh(self) -> None:
+        data = self.entry.runtime_data
         await data.generations.async_request_refresh()
         await data.account.async_request_refresh()
 
 
-async def async_setup_events(hass: HomeAssistant, entry: FinetuningConfigEntry) -> None:
-    """Bridge the connector's events to the bus; register the webhook when it can be reached."""
-    data = entry.runtime_data
-    runtime = data.connector.runtime
+def attach_bridge(
+    hass: HomeAssistant, entry: FinetuningConfigEntry, stack: contextlib.AsyncExitStack
+) -> None:
+    """Bridge the connector's events to the bus until the stack closes.
+
+    Call it before pushing the connector's stop onto `stack`: the stack closes last
+    in, first out, so the bridge stays attached until the connector has stopped and
+    whatever is journaled while it stops still reaches the bus.
+    """
+    runtime = entry.runtime_data.connector.runtime
     bridge = EventBridge(hass, entry)
     runtime.event_listeners.append(bridge)
-    entry.async_on_unload(lambda: runtime.event_listeners.remove(bridge))
+    stack.callback(runtime.event_listeners.remove, bridge)
+
+
+async def async_setup_webhook(
+    hass: HomeAssistant, entry: FinetuningConfigEntry, stack: contextlib.AsyncExitStack
+) -> None:
+    """Register the webhook when the provider can reach it; unregistered as `stack` closes
+    (pushed after the connector's stop, so deliveries stop first)."""
+    data = entry.runtime_data
+    runtime = data.connector.runtime
     try:
         base = webhook.async_generate_url(hass, "", allow_internal=False)
     except NoURLAvailableError:
@@ -162,11 +185,11 @@ async def async_setup_events(hass: HomeAssistant, entry: FinetuningConfigEntry) 
         DOMAIN,
         f"Finetuning.ai ({entry.title})",
         webhook_id,
-        _handler(runtime, token),
+        _handler(entry, token),
         local_only=False,  # the provider calls from the internet
         allowed_methods=("POST",),
     )
-    entry.async_on_unload(lambda: webhook.async_unregister(hass, webhook_id))
+    stack.callback(webhook.async_unregister, hass, webhook_id)
     data.webhook_url = url
 
     # Providers are told Home Assistant's webhook instead of a listener of the library's.
@@ -182,9 +205,10 @@ def _reachable(runtime: Runtime, base: URL) -> bool:
     return base.scheme == "https" and not is_local(base.host)
 
 
-def _handler(runtime: Runtime, token: str) -> Any:
-    """The webhook handler: check the token, parse with the library, record through the
-    runtime (which dedups), answer 200 only once the event is durable."""
+def _handler(entry: FinetuningConfigEntry, token: str) -> Any:
+    """The webhook handler: check the token, parse with the library, check the delivery
+    against the provider, record what the provider says through the runtime (which
+    dedups), answer 200 only once the event is durable (and on the bus)."""
     expected = token.encode("utf-8", "surrogatepass")
     log = logging.LoggerAdapter(_LOGGER)
 
@@ -193,22 +217,26 @@ def _handler(runtime: Runtime, token: str) -> Any:
         if len(given) != 1 or not hmac.compare_digest(
             given[0].encode("utf-8", "surrogatepass"), expected
         ):
-            # No detail, to the caller or in the log: a wrong token is secret-shaped.
-            _LOGGER.warning("a Finetuning.ai webhook was refused: missing or wrong token")
+            # No detail, to the caller or in the log: a wrong token is secret-shaped. DEBUG:
+            # anyone can post to a public URL, and each refusal must not flood the log.
+            _LOGGER.debug("a Finetuning.ai webhook was refused: missing or wrong token")
             return json_response({"error": "unauthorized"}, 401)
         try:
             body = await read_body(request, max_body=MAX_BODY, timeout=BODY_READ_TIMEOUT, log=log)
             try:
-                generation = parse_finetuning(load_json(body))
+                delivered = parse_finetuning(load_json(body))
             except Reject:
                 raise
             except Exception as err:  # a model that choked on some input shape: bad input
                 raise Reject(400, "not a generation payload") from err
         except Reject as reject:
             return json_response({"error": reject.reason}, reject.status)
+        generation, answer = await _checked(entry, delivered.id)
+        if generation is None:
+            return answer
         event = Event.for_generation(generation, source="webhook")
         try:
-            new = await runtime.submit_event(event)
+            new = await entry.runtime_data.connector.runtime.submit_event(event)
         except Exception:
             _LOGGER.exception("event %s: not recorded, answered 503", event.key)
             return json_response({"error": "not recorded, retry later"}, 503)
@@ -216,3 +244,36 @@ def _handler(runtime: Runtime, token: str) -> Any:
         return json_response({"ok": True, "new": bool(new)}, 200)
 
     return handle
+
+
+async def _checked(
+    entry: FinetuningConfigEntry, generation_id: str
+) -> tuple[Generation | None, web.Response]:
+    """The account's own record of a delivered generation, or why there is none.
+
+    Deliveries are unsigned: whoever holds the URL could post any status, audio
+    URL or id. Only the provider's answer is recorded, so a forged "completed" for
+    a track still processing (or one the account does not have) records nothing,
+    and the real completion is still new when it comes. The record also has what a
+    delivery lacks (the title). 503 when the provider cannot be asked in time.
+    """
+    try:
+        async with asyncio.timeout(FETCH_TIMEOUT):
+            generation = await entry.runtime_data.client.get_generation(generation_id)
+    except NotFoundError:
+        _LOGGER.debug("generation %s: not in the account, nothing recorded", generation_id)
+        return None, json_response({"error": "no such generation"}, 404)
+    except RequestValidationError:
+        return None, json_response({"error": "not a generation payload: bad id"}, 400)
+    except (ConnectorError, TimeoutError) as err:
+        _LOGGER.warning(
+            "generation %s: could not be checked with Finetuning.ai, answered 503 (the "
+            "poller will report it): %s",
+            generation_id,
+            err,
+        )
+        return None, json_response({"error": "cannot check it now, retry later"}, 503)
+    if not generation.is_terminal:
+        _LOGGER.debug("generation %s: not final yet, nothing recorded", generation_id)
+        return None, json_response({"ok": True, "final": False}, 202)
+    return generation, json_response({"ok": True}, 200)

@@ -23,6 +23,9 @@ from .const import DOMAIN
 from .coordinator import AccountCoordinator, GenerationsCoordinator
 from .models import FinetuningConfigEntry
 
+# The coordinators fetch; the entities only read what they hold.
+PARALLEL_UPDATES = 0
+
 # The attribute lists at most this many generations (a state attribute is kept small).
 MAX_LISTED = 20
 

@@ -17,6 +17,7 @@ secret.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from homeassistant.helpers import config_validation as cv
 
 from connector.automation.calls import check_call
 from connector.errors import AmbiguousPlaylistError, ConnectorError, PlaylistNotFoundError
+from connector.journal.connection import JournalError
 
 from .const import ATTR_CONFIG_ENTRY_ID, DOMAIN
 from .models import FinetuningConfigEntry
@@ -157,7 +159,11 @@ async def run_action(
 ) -> dict[str, Any]:
     """Run one library action as a journaled run and return its step's output."""
     runtime = entry.runtime_data.connector.runtime
-    checked = check_call(runtime.registry, action, options, base_dir=Path(hass.config.config_dir))
+    # The checks look at the file system (a library folder exists): off the event loop.
+    base_dir = Path(hass.config.config_dir)
+    checked = await hass.async_add_executor_job(
+        partial(check_call, runtime.registry, action, options, base_dir=base_dir)
+    )
     if isinstance(checked, list):
         problems = "; ".join(f"{p.path}: {p.message}" for p in checked)
         raise _invalid("invalid_options", action=action, problems=problems)
@@ -166,8 +172,13 @@ async def run_action(
         run_id, _new = await runtime.call_action(action, validated, requested_by="homeassistant")
     except RuntimeError as err:
         raise _failed("not_running", action=action) from err
+    except JournalError as err:
+        raise _failed("journal_failed", error=str(err)) from err
     await runtime.wait_for_run(run_id, timeout)
-    row = runtime.store.run(run_id)
+    try:
+        row = await hass.async_add_executor_job(runtime.store.run, run_id)
+    except JournalError as err:
+        raise _failed("journal_failed", error=str(err)) from err
     if row is None or row.status == "running":
         raise _failed("still_running", action=action, run_id=run_id)
     if row.status != "succeeded" or not row.steps:
