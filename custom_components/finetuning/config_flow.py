@@ -205,7 +205,7 @@ class FinetuningOptionsFlow(OptionsFlow):
         errors: dict[str, str] = {}
         current = dict(self.config_entry.options)
         if user_input is not None:
-            options = {
+            options: dict[str, int | str] = {
                 CONF_POLL_INTERVAL: int(user_input[CONF_POLL_INTERVAL]),
                 CONF_ACTIVE_POLL_INTERVAL: int(user_input[CONF_ACTIVE_POLL_INTERVAL]),
             }

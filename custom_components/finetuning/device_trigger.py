@@ -12,15 +12,14 @@ from __future__ import annotations
 from typing import Final
 
 import voluptuous as vol
-from homeassistant.components.device_automation import (
-    DEVICE_TRIGGER_BASE_SCHEMA,
-    DeviceNotFound,
-)
+from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
+from homeassistant.components.device_automation.exceptions import DeviceNotFound
 from homeassistant.components.homeassistant.triggers import event as event_trigger
 from homeassistant.const import (
     CONF_DEVICE_ID,
     CONF_DOMAIN,
     CONF_EVENT,
+    CONF_EVENT_DATA,
     CONF_PLATFORM,
     CONF_TYPE,
 )
@@ -73,9 +72,9 @@ async def async_attach_trigger(
     """Listen for the trigger type's bus event from this device only."""
     event_config = event_trigger.TRIGGER_SCHEMA(
         {
-            event_trigger.CONF_PLATFORM: CONF_EVENT,
+            CONF_PLATFORM: CONF_EVENT,
             event_trigger.CONF_EVENT_TYPE: EVENT_FOR_TRIGGER[config[CONF_TYPE]],
-            event_trigger.CONF_EVENT_DATA: {CONF_DEVICE_ID: config[CONF_DEVICE_ID]},
+            CONF_EVENT_DATA: {CONF_DEVICE_ID: config[CONF_DEVICE_ID]},
         }
     )
     return await event_trigger.async_attach_trigger(

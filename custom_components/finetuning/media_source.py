@@ -19,7 +19,8 @@ from __future__ import annotations
 import mimetypes
 from typing import TYPE_CHECKING, Final
 
-from homeassistant.components.media_player import BrowseError, MediaClass, MediaType
+from homeassistant.components.media_player.const import MediaClass, MediaType
+from homeassistant.components.media_player.errors import BrowseError
 from homeassistant.components.media_source import (
     BrowseMediaSource,
     MediaSource,

@@ -16,7 +16,7 @@ secret.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ DEFAULT_WAIT_TIMEOUT = 600
 
 # Types only: ranges and choices are the library's (`check_call`), so one place says
 # what is allowed, with the same message in YAML, the HTTP API and here.
-_ENTRY = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
+_ENTRY: dict[vol.Marker, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
 _TRACKS = vol.All(cv.ensure_list_csv, [cv.string], vol.Length(min=1))
 _NUMBER = vol.Coerce(float)
 _WHOLE = vol.Coerce(int)
@@ -279,7 +279,7 @@ HANDLERS: dict[str, Handler] = {
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register every service (once, from `async_setup`)."""
 
-    def bind(handler: Handler) -> Callable[[ServiceCall], Awaitable[ServiceResponse]]:
+    def bind(handler: Handler) -> Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]]:
         async def service(call: ServiceCall) -> ServiceResponse:
             entry = entry_for(hass, call)
             output = await handler(hass, entry, call)

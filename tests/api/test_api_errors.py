@@ -205,7 +205,10 @@ async def test_a_read_token_cannot_act_and_an_act_token_cannot_read(api: Started
 # -- 404 and 405 --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v2/runs", "/", "/api/v1/runs/a/b/c"])
+# Off /api/ the listener serves the web page (HTML, tests/web): `/` is its overview.
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nothing", "/api/v2/runs", "/api/v3", "/api/v1/runs/a/b/c"]
+)
 async def test_an_unknown_path_is_404_pointing_at_the_document(api: Started, path: str) -> None:
     for token in (FULL, None):
         answer = await api.client.get(path, token=token)
