@@ -184,7 +184,9 @@ async def open_connector(
         handle: SandboxHandle | None = None
         if on_sandbox is None:
             # The journal first: a locked or corrupt one stops before any client exists.
-            store = stack.enter_context(Store.open(config.state_dir))
+            # Opened in a thread (folders, the file, migrations): a host's event loop,
+            # Home Assistant's, must not wait on the disk.
+            store = stack.enter_context(await asyncio.to_thread(Store.open, config.state_dir))
         else:
             from connector.sandbox import run_sandbox
 

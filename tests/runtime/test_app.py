@@ -199,3 +199,33 @@ async def test_an_unknown_sandbox_choice_is_refused_by_name(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="sandbox='sometimes': one of 'when-no-key', 'never'"):
         async with open_connector(tmp_path / "missing.yaml", sandbox="sometimes"):  # type: ignore[arg-type]
             pass
+
+
+async def test_the_journal_is_opened_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host's loop (Home Assistant's) must not wait on the disk while the journal's
+    folder, file and migrations are made: found by the integration's review."""
+    import threading
+
+    from connector.journal.store import Store
+
+    opened_on: list[bool] = []
+    original = Store.open
+
+    def spy(*args: Any, **kwargs: Any) -> Store:
+        opened_on.append(threading.current_thread() is threading.main_thread())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(Store, "open", spy)
+    async with aiohttp.ClientSession() as session:
+        from connector.sandbox import run_sandbox
+
+        async with run_sandbox(FAST) as handle:
+            config = _automations(tmp_path)
+            async with open_connector(
+                config, api_key=handle.api_key, base_url=handle.url, sandbox="never",
+                session=session,
+            ) as connector:  # fmt: skip
+                assert connector.store is not None
+    assert opened_on == [False]
