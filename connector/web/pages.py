@@ -152,7 +152,9 @@ class WebPages:
                     "%s %s from %s: %d %s", request.method, request.path, request.remote,
                     err.status, err.message,
                 )  # fmt: skip
-                return self.error_page(request, err.status, err.title, err.message)
+                return _closing(
+                    request, self.error_page(request, err.status, err.title, err.message)
+                )
 
         return guarded
 
@@ -197,7 +199,7 @@ class WebPages:
         try:
             fields = await self._form(request)
         except PageError as err:
-            return self.error_page(request, err.status, err.title, err.message)
+            return _closing(request, self.error_page(request, err.status, err.title, err.message))
         target = _local_path(fields.get("next"))
         given = fields.get("token", "").strip()
         if given[:7].lower() == "bearer ":  # pasted as an Authorization header's value
@@ -457,6 +459,14 @@ class WebPages:
         except ApiError:
             return False
         return True
+
+
+def _closing(request: web.Request, response: web.Response) -> web.Response:
+    """`response`, closing the connection after it when the request's body was left
+    unread: a client trickling a refused body holds no connection for it."""
+    if request.body_exists and not request.content.at_eof():
+        response.force_close()
+    return response
 
 
 def see_other(location: str) -> web.Response:
