@@ -28,7 +28,7 @@ from connector.api.hooks import (
 )
 from connector.api.openapi import openapi_document
 from connector.api.params import body_hash, cursor, idempotency_key, number
-from connector.api.schemas import call_options_schema
+from connector.api.schemas import RUN_STATUSES, call_options_schema
 from connector.api.views import (
     encode_cursor,
     event_view,
@@ -44,9 +44,8 @@ from connector.automation.problems import Problems, suggest
 from connector.automation.registry import Registry
 from connector.automation.specs import TriggerSpec
 from connector.delivery.webhooks import generate_secret
-from connector.dispatch.calls import run_actions
+from connector.dispatch.calls import event_kinds, run_actions
 from connector.dispatch.runtime import Runtime
-from connector.events import ACTION_CALLED, RUN_FAILED
 from connector.ingress.payloads import load_json
 from connector.ingress.server import json_response, read_body
 from connector.journal.idempotency import IDEMPOTENCY_TTL
@@ -60,7 +59,6 @@ BODY_READ_TIMEOUT = 10.0
 MAX_WAIT = 300.0
 MAX_TARGET_URL = 2048
 MAX_HOOKS = 100  # subscriptions at once: each dead target costs a timeout per pass
-RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
 # How far back the samples of a trigger with filters look for matching events.
 SAMPLE_SCAN = 500
 
@@ -248,7 +246,7 @@ class ApiRoutes:
     async def list_events(self, request: web.Request) -> web.Response:
         kind = request.query.get("kind") or None
         if kind is not None:
-            kinds = self._event_kinds()
+            kinds = event_kinds(self.registry)
             if kind not in kinds:
                 raise ApiError(
                     400,
@@ -262,14 +260,6 @@ class ApiRoutes:
         return json_response(
             _page(rows, limit, event_view, lambda r: encode_cursor(r.received_at, r.key)), 200
         )
-
-    def _event_kinds(self) -> list[str]:
-        """Every kind an event can have: the triggers' (a source fires its own key), and
-        the connector's own."""
-        kinds = {ACTION_CALLED, RUN_FAILED}
-        for spec in self.registry.triggers.values():
-            kinds |= set(spec.kinds or {spec.key})
-        return sorted(kinds)
 
     async def list_triggers(self, request: web.Request) -> web.Response:
         triggers = [

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.automation.model import AutomationConfig, ConnectorConfig, StepConfig
 from connector.dispatch.records import RunRecord
 from connector.events import ACTION_CALLED, RUN_FAILED, Event
 
+if TYPE_CHECKING:
+    from connector.automation.registry import Registry
+
 __all__ = [
     "API_AUTOMATION_PREFIX",
     "action_called",
     "api_automation",
+    "event_kinds",
     "run_actions",
     "run_failed",
 ]
@@ -104,3 +108,12 @@ def run_actions(config: ConnectorConfig, automation_id: str) -> list[str]:
         if automation.id == automation_id:
             return [step.action for step in automation.actions]
     return []
+
+
+def event_kinds(registry: Registry) -> list[str]:
+    """Every kind an event can have, sorted: the triggers' (a source fires its own key),
+    and the connector's own (`action_called`, `run_failed`)."""
+    kinds = {ACTION_CALLED, RUN_FAILED}
+    for spec in registry.triggers.values():
+        kinds |= set(spec.kinds or {spec.key})
+    return sorted(kinds)

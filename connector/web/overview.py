@@ -16,6 +16,7 @@ from typing import Any
 from connector.dispatch.runtime import Runtime
 from connector.errors import ConnectorError
 from connector.providers.finetuning.models import Account
+from connector.web.render import seconds_text
 
 __all__ = ["CREDITS_TTL", "Credits", "CreditsCache", "HealthItem", "health_items"]
 
@@ -56,21 +57,13 @@ def health_items(runtime: Runtime, api_url: str) -> list[HealthItem]:
         age = time.monotonic() - last
         # A poll is due every idle interval at the latest; three missed ones is trouble.
         state = "ok" if age <= max(3 * interval, 30.0) else "bad"
-        items.append(HealthItem(name, state, f"last poll {_age(age)} ago"))
+        items.append(HealthItem(name, state, f"last poll {seconds_text(age)} ago"))
     problem = runtime.journal.problem
     if problem:
         items.append(HealthItem("Journal", "bad", problem))
     else:
         items.append(HealthItem("Journal", "ok", "writing"))
     return items
-
-
-def _age(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min"
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from aiohttp import web
 
 from connector.api.auth import Authenticator
 from connector.api.errors import ApiError
-from connector.api.views import CursorError, decode_cursor, encode_cursor, masked_url
+from connector.api.params import cursor
+from connector.api.schemas import RUN_STATUSES
+from connector.api.views import encode_cursor, masked_url
 from connector.automation.model import ApiToken
-from connector.dispatch.calls import API_AUTOMATION_PREFIX, run_actions
+from connector.dispatch.calls import API_AUTOMATION_PREFIX, event_kinds, run_actions
 from connector.dispatch.runtime import Runtime
-from connector.events import ACTION_CALLED, RUN_FAILED
 from connector.ingress.server import Reject, read_body
 from connector.journal.runs import RunRow
 from connector.providers.hosts import is_loopback
@@ -42,8 +43,8 @@ MAX_FORM = 4096
 # holds a connection the cap cannot evict while it reads, so reads are short and few.
 FORM_TIMEOUT = 2.0
 FORM_READS = 16
-RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "replayed")
 
+Row = TypeVar("Row")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A signed-in page's handler: the request, its session, and the form it sent (POST).
 SignedIn = Callable[[web.Request, Session, dict[str, str]], Awaitable[web.StreamResponse]]
@@ -300,14 +301,12 @@ class WebPages:
         rows = self.runtime.store.runs_page(
             limit=PAGE_SIZE + 1, status=status, automation_id=automation, before=before
         )
-        more = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-        older = None
-        if more and rows:
-            last = rows[-1]
-            query = {"status": status or "", "automation": automation or ""}
-            query["cursor"] = encode_cursor(last.started_at, last.run_id)
-            older = "/runs?" + urlencode({k: v for k, v in query.items() if v})
+        rows, older = _older(
+            rows,
+            "/runs",
+            {"status": status, "automation": automation},
+            lambda last: encode_cursor(last.started_at, last.run_id),
+        )
         choices = sorted(a.id for a in self.runtime.config.automations) + [
             f"{API_AUTOMATION_PREFIX}{key}" for key in sorted(self.runtime.registry.actions)
         ]
@@ -389,31 +388,23 @@ class WebPages:
         self, request: web.Request, session: Session, form: dict[str, str]
     ) -> web.StreamResponse:
         kind = request.query.get("kind") or None
-        kinds = {ACTION_CALLED, RUN_FAILED}
-        for spec in self.runtime.registry.triggers.values():
-            kinds |= set(spec.kinds or {spec.key})
+        kinds = event_kinds(self.runtime.registry)
         if kind is not None and kind not in kinds:
-            raise PageError(
-                400, "Not an event kind", f"Kind must be one of {', '.join(sorted(kinds))}."
-            )
+            raise PageError(400, "Not an event kind", f"Kind must be one of {', '.join(kinds)}.")
         before = _cursor(request)
         rows = self.runtime.store.events_page(
             limit=PAGE_SIZE + 1, kinds=[kind] if kind else None, before=before
         )
-        more = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-        older = None
-        if more and rows:
-            last = rows[-1]
-            query = {"kind": kind or "", "cursor": encode_cursor(last.received_at, last.key)}
-            older = "/events?" + urlencode({k: v for k, v in query.items() if v})
+        rows, older = _older(
+            rows, "/events", {"kind": kind}, lambda last: encode_cursor(last.received_at, last.key)
+        )
         return self._page(
             "events.html",
             session,
             "events",
             {
                 "rows": rows,
-                "kinds": sorted(kinds),
+                "kinds": kinds,
                 "kind": kind,
                 "older": older,
                 "paged": before is not None,
@@ -474,13 +465,26 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
+def _older(
+    rows: list[Row],
+    path: str,
+    filters: dict[str, str | None],
+    position: Callable[[Row], str],
+) -> tuple[list[Row], str | None]:
+    """A page of `rows` (read one past PAGE_SIZE) and the link to the older ones, with
+    the same filters, when there are any."""
+    if len(rows) <= PAGE_SIZE:
+        return rows, None
+    shown = rows[:PAGE_SIZE]
+    query = {name: value for name, value in filters.items() if value}
+    query["cursor"] = position(shown[-1])
+    return shown, f"{path}?{urlencode(query)}"
+
+
 def _cursor(request: web.Request) -> tuple[float, str] | None:
-    given = request.query.get("cursor")
-    if not given:
-        return None
     try:
-        return decode_cursor(given)
-    except CursorError:
+        return cursor(request)
+    except ApiError:
         raise PageError(
             400, "Not a page", "This page link is not one the page made: start from the newest."
         ) from None
