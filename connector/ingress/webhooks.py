@@ -52,7 +52,7 @@ from connector.ingress.server import (
 from connector.providers import PROVIDERS
 from connector.providers.finetuning.models import Generation
 
-__all__ = ["SHUTDOWN_TIMEOUT", "WebhookListener"]
+__all__ = ["SHUTDOWN_TIMEOUT", "WebhookListener", "finetuning_delivery", "token_matches"]
 
 MAX_BODY = 64 * 1024
 # A delivery is a few hundred bytes sent at once; a body still arriving after
@@ -64,6 +64,27 @@ TEMPOLOR_FETCH_TIMEOUT = 10.0
 _LOGGER = logging.getLogger(__name__)
 _SERVER_LOGGER = logging.getLogger(f"{__name__}.server")
 _ACCESS_LOGGER = logging.getLogger(f"{__name__}.access")
+
+
+def token_matches(request: web.BaseRequest, token: bytes) -> bool:
+    """Whether the request carries exactly one `token` parameter equal to `token`,
+    compared in constant time (a host's own receiver checks deliveries the same way)."""
+    given = request.rel_url.query.getall("token", [])
+    return len(given) == 1 and hmac.compare_digest(given[0].encode("utf-8", "surrogatepass"), token)
+
+
+def finetuning_delivery(body: bytes, log: logging.LoggerAdapter[logging.Logger]) -> Generation:
+    """The generation a Finetuning.ai delivery carries, or Reject 400: bad JSON, or any
+    shape the model chokes on (still bad input, never a 500)."""
+    data = load_json(body)
+    try:
+        return parse_finetuning(data)
+    except Reject:
+        raise
+    except Exception as err:
+        log.debug("finetuning payload rejected", exc_info=err)
+        raise Reject(400, "not a generation payload") from err
+
 
 Record = Callable[[Event], Awaitable[bool]]
 Health = Callable[[], Mapping[str, Any]]
@@ -302,14 +323,7 @@ class WebhookListener:
     async def _finetuning(self, request: web.Request) -> web.Response:
         """POST /hooks/finetuning: the generation itself, completed or failed."""
         self._authorize(request, "finetuning")
-        data = load_json(await self._read_body(request))
-        try:
-            generation = parse_finetuning(data)
-        except Reject:
-            raise
-        except Exception as err:  # a model that choked on some input shape: still bad input
-            self._log.debug("finetuning payload rejected", exc_info=err)
-            raise Reject(400, "not a generation payload") from err
+        generation = finetuning_delivery(await self._read_body(request), self._log)
         return await self._deliver(generation)
 
     async def _tempolor(self, request: web.Request) -> web.Response:
@@ -339,11 +353,9 @@ class WebhookListener:
 
     def _authorize(self, request: web.Request, provider: str) -> None:
         """Exactly one `token` parameter, equal to ours in constant time, or 401."""
+        if token_matches(request, self._token):
+            return
         given = request.rel_url.query.getall("token", [])
-        if len(given) == 1:
-            candidate = given[0].encode("utf-8", "surrogatepass")
-            if hmac.compare_digest(candidate, self._token):
-                return
         # No detail, to the caller or in the log: a wrong token is still a secret-shaped value.
         self._log.warning(
             "%s webhook from %s refused: %s token",

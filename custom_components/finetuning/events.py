@@ -18,7 +18,7 @@ parameter compared in constant time. Both are made once and kept in 0600 files
 beside the journal, so generations submitted before a restart can still be
 delivered after it, and both are registered with the library's scrubber, so
 neither reaches a log or the journal. The body is read, checked and parsed by
-the library's code (`read_body`, `load_json`, `parse_finetuning`). Since a
+the library's code (`token_matches`, `read_body`, `finetuning_delivery`). Since a
 delivery is unsigned, only its id is believed: the generation is read from the
 provider (bounded) before anything is recorded, and that record is what is
 journaled and fired.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import secrets
 from typing import Any
@@ -44,9 +43,13 @@ from connector.dispatch.listener import WEBHOOK_TOKEN
 from connector.dispatch.runtime import Runtime
 from connector.errors import ConnectorError, NotFoundError, RequestValidationError
 from connector.events import GENERATION_FAILED, TRACK_COMPLETED, Event
-from connector.ingress.payloads import load_json, parse_finetuning
 from connector.ingress.server import Reject, json_response, read_body
-from connector.ingress.webhooks import BODY_READ_TIMEOUT, MAX_BODY
+from connector.ingress.webhooks import (
+    BODY_READ_TIMEOUT,
+    MAX_BODY,
+    finetuning_delivery,
+    token_matches,
+)
 from connector.providers.finetuning.models import Generation, GenerationStatus
 from connector.providers.hosts import is_local, is_loopback
 from connector.redaction import register_secret
@@ -213,22 +216,14 @@ def _handler(entry: FinetuningConfigEntry, token: str) -> Any:
     log = logging.LoggerAdapter(_LOGGER)
 
     async def handle(hass: HomeAssistant, webhook_id: str, request: web.Request) -> web.Response:
-        given = request.rel_url.query.getall(TOKEN_PARAMETER, [])
-        if len(given) != 1 or not hmac.compare_digest(
-            given[0].encode("utf-8", "surrogatepass"), expected
-        ):
+        if not token_matches(request, expected):
             # No detail, to the caller or in the log: a wrong token is secret-shaped. DEBUG:
             # anyone can post to a public URL, and each refusal must not flood the log.
             _LOGGER.debug("a Finetuning.ai webhook was refused: missing or wrong token")
             return json_response({"error": "unauthorized"}, 401)
         try:
             body = await read_body(request, max_body=MAX_BODY, timeout=BODY_READ_TIMEOUT, log=log)
-            try:
-                delivered = parse_finetuning(load_json(body))
-            except Reject:
-                raise
-            except Exception as err:  # a model that choked on some input shape: bad input
-                raise Reject(400, "not a generation payload") from err
+            delivered = finetuning_delivery(body, log)
         except Reject as reject:
             return json_response({"error": reject.reason}, reject.status)
         generation, answer = await _checked(entry, delivered.id)
