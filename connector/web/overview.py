@@ -38,8 +38,7 @@ def health_items(runtime: Runtime, api_url: str) -> list[HealthItem]:
     items = [HealthItem("HTTP API", "ok", f"listening on {api_url}")]
     listener = runtime.listener
     if listener is not None:
-        host = listener.host if ":" not in listener.host else f"[{listener.host}]"
-        items.append(HealthItem("Webhook listener", "ok", f"listening on {host}:{listener.port}"))
+        items.append(HealthItem("Webhook listener", "ok", f"listening on {listener.url}"))
     else:
         items.append(
             HealthItem("Webhook listener", "ok", "not configured: the poller finds completions")
