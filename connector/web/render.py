@@ -18,6 +18,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from connector.providers.finetuning.models import iso_utc
+
 __all__ = ["Renderer", "page_headers"]
 
 
@@ -48,7 +50,8 @@ def when(value: datetime | None) -> str:
 
 
 def iso(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """A `<time datetime>`: the journal's and the API's ISO 8601 UTC form, or empty."""
+    return "" if value is None else iso_utc(value)
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
