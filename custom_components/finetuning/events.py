@@ -127,12 +127,7 @@ class EventBridge:
             ),
         )
         if self.entry.state is ConfigEntryState.LOADED:
-            self.entry.async_create_task(self.hass, self._refresh(), f"{DOMAIN} refresh")
-
-    async def _refresh(self) -> None:
-        data = self.entry.runtime_data
-        await data.generations.async_request_refresh()
-        await data.account.async_request_refresh()
+            self.entry.async_create_task(self.hass, data.refresh_sensors(), f"{DOMAIN} refresh")
 
 
 def attach_bridge(

@@ -40,5 +40,11 @@ class FinetuningData:
     """The URL providers are given (secret: never logged), None while the poller alone
     reports."""
 
+    async def refresh_sensors(self) -> None:
+        """Read the generations in progress and the credits again now (a track was
+        submitted or ended): the sensors change at once, not a poll later."""
+        await self.generations.async_request_refresh()
+        await self.account.async_request_refresh()
+
 
 FinetuningConfigEntry: TypeAlias = ConfigEntry[FinetuningData]

@@ -214,9 +214,7 @@ async def _generate(hass: HomeAssistant, entry: FinetuningConfigEntry, call: Ser
     try:
         output = await run_action(hass, entry, SERVICE_GENERATE, options, timeout=timeout)
     finally:
-        data = entry.runtime_data
-        await data.generations.async_request_refresh()
-        await data.account.async_request_refresh()
+        await entry.runtime_data.refresh_sensors()
     if wait and output.get("status") == "failed":
         generation = output.get("generation") or {}
         raise _failed(
